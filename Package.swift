@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Release builds of the kernels want FMA and AVX2; OpenBLAS picks its own kernel at run time.
+let kernelFlags: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))
+]
+
+let package = Package(
+    name: "cyclegand",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "cyclegand", targets: ["cyclegand"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libvips-dev, libinotifytools0-dev).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CInotify", path: "Sources/CInotify"),
+        .systemLibrary(name: "CVipsSystem", path: "Sources/CVipsSystem", pkgConfig: "vips"),
+        // Fixed-arity wrappers around libvips' variadic API.
+        .target(name: "CVips", dependencies: ["CVipsSystem"]),
+
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
+        .target(name: "CycleGAN", dependencies: ["Tensor"], swiftSettings: kernelFlags),
+        .target(
+            name: "Models",
+            dependencies: ["CycleGAN", "Tensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+        ),
+        .target(name: "Imaging", dependencies: ["CVips", "Tensor", "CycleGAN"], swiftSettings: kernelFlags),
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "Models", "Imaging", "CycleGAN", "CInotify",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Control",
+            dependencies: [
+                "Daemon",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "cyclegand",
+            dependencies: [
+                "Tensor", "CycleGAN", "Models", "Imaging", "Daemon", "Control",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "Models"]),
+        .testTarget(name: "CycleGANTests", dependencies: ["CycleGAN", "Models", "Imaging"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "CycleGAN"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CycleGAN", "Models"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control"]),
+    ]
+)

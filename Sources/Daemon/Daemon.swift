@@ -1,0 +1,1 @@
+// The Daemon module; see docs/ARCHITECTURE.md.

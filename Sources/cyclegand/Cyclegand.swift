@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Cyclegand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cyclegand",
+        abstract: "Translate images between visual domains with CycleGAN generators.",
+        subcommands: [TranslateCommand.self]
+    )
+}
