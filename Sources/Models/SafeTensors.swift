@@ -4,14 +4,23 @@ import Tensor
 /// Element types of the safetensors format that cyclegand reads (all become
 /// Float32 tensors); it writes F32 only.
 public enum SafeTensorsDType: String, Sendable, CaseIterable {
-  case F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL
+  case f64 = "F64"
+  case f32 = "F32"
+  case f16 = "F16"
+  case bf16 = "BF16"
+  case i64 = "I64"
+  case i32 = "I32"
+  case i16 = "I16"
+  case i8 = "I8"
+  case u8 = "U8"
+  case bool = "BOOL"
 
   public var byteSize: Int {
     switch self {
-    case .F64, .I64: return 8
-    case .F32, .I32: return 4
-    case .F16, .BF16, .I16: return 2
-    case .I8, .U8, .BOOL: return 1
+    case .f64, .i64: return 8
+    case .f32, .i32: return 4
+    case .f16, .bf16, .i16: return 2
+    case .i8, .u8, .bool: return 1
     }
   }
 }
@@ -160,7 +169,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     -> Tensor
   {
     guard let start, !entry.dataOffsets.isEmpty else { return Tensor(shape: entry.shape) }
-    if entry.dtype == .F32, Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 {
+    if entry.dtype == .f32, Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 {
       return Tensor(
         shape: entry.shape,
         borrowing: UnsafeMutableRawPointer(mutating: start).assumingMemoryBound(to: Float.self),
@@ -179,48 +188,48 @@ enum ElementConversion {
     into dst: UnsafeMutablePointer<Float>
   ) {
     switch dtype {
-    case .F32:
+    case .f32:
       for i in 0..<count {
         dst[i] = Float(
           bitPattern: UInt32(
             littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
       }
-    case .F64:
+    case .f64:
       for i in 0..<count {
         dst[i] = Float(
           Double(
             bitPattern: UInt64(
               littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
       }
-    case .F16:
+    case .f16:
       for i in 0..<count {
         dst[i] = halfToFloat(
           UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
       }
-    case .BF16:
+    case .bf16:
       for i in 0..<count {
         dst[i] = Float(
           bitPattern: UInt32(
             UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
       }
-    case .I64:
+    case .i64:
       for i in 0..<count {
         dst[i] = Float(
           Int64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
       }
-    case .I32:
+    case .i32:
       for i in 0..<count {
         dst[i] = Float(
           Int32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
       }
-    case .I16:
+    case .i16:
       for i in 0..<count {
         dst[i] = Float(
           Int16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)))
       }
-    case .I8:
+    case .i8:
       for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: Int8.self)) }
-    case .U8, .BOOL:
+    case .u8, .bool:
       for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
     }
   }

@@ -19,10 +19,10 @@ import Testing
 
   @Test func convertsOtherFloatTypes() throws {
     let file = try SafeTensorsFile.open(Fixtures.url("python_mixed_dtypes.safetensors"))
-    #expect(file.entries["half"]?.dtype == .F16)
+    #expect(file.entries["half"]?.dtype == .f16)
     #expect(file["half"]?.array == arange(5))
     #expect(file["bf16"]?.array == arange(4))
-    #expect(file.entries["double"]?.dtype == .F64)
+    #expect(file.entries["double"]?.dtype == .f64)
     let double = try #require(file["double"]).array
     for (got, want) in zip(double, (0..<3).map { Float(Double($0) * 0.1 - 1) }) {
       #expect(got == want)
