@@ -1,0 +1,152 @@
+import Foundation
+
+/// The run queue: interactive requests before watch-folder files before training, first come
+/// first served within a priority. Worker threads block in `next()`; everything else only
+/// enqueues, cancels or looks.
+final class Scheduler: @unchecked Sendable {
+    enum Priority: Int, CaseIterable {
+        case interactive = 0
+        case watch = 1
+        case training = 2
+    }
+
+    final class Job: @unchecked Sendable {
+        enum Payload {
+            case watch(WorkItem)
+            case interactive(InteractiveJob)
+        }
+        let id: String
+        let priority: Priority
+        let direction: String
+        /// What `jobs` shows as the input: the inbox-relative path or the request's input.
+        let label: String
+        let payload: Payload
+        let queuedAt = Date()
+        let cancel = CancellationFlag()
+        // Guarded by the scheduler's lock.
+        fileprivate(set) var startedAt: Date?
+
+        init(id: String, priority: Priority, direction: String, label: String, payload: Payload) {
+            self.id = id
+            self.priority = priority
+            self.direction = direction
+            self.label = label
+            self.payload = payload
+        }
+    }
+
+    private let condition = NSCondition()
+    private var queues: [[Job]] = Priority.allCases.map { _ in [] }
+    private var running: [String: Job] = [:]
+    private var stopping = false
+
+    func submit(_ job: Job) {
+        condition.lock()
+        queues[job.priority.rawValue].append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// The next job to run, or nil once `stop()` was called (queued jobs then stay where they
+    /// are: watch files in work/ for the next start, interactive ones are failed by the caller).
+    func next() -> Job? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if stopping { return nil }
+            if let p = queues.firstIndex(where: { !$0.isEmpty }) {
+                let job = queues[p].removeFirst()
+                job.startedAt = Date()
+                running[job.id] = job
+                return job
+            }
+            condition.wait()
+        }
+    }
+
+    func finished(_ job: Job) {
+        condition.lock()
+        running[job.id] = nil
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Removes a queued job (returned, so the caller can settle it) or flags a running one.
+    func cancel(id: String) -> (CancelReply.Outcome, Job?) {
+        condition.lock()
+        defer { condition.unlock() }
+        for p in queues.indices {
+            if let i = queues[p].firstIndex(where: { $0.id == id }) {
+                return (.cancelled, queues[p].remove(at: i))
+            }
+        }
+        if let job = running[id] {
+            job.cancel.cancel()
+            return (.cancelRequested, nil)
+        }
+        return (.notFound, nil)
+    }
+
+    struct Snapshot {
+        var queued: [Job]
+        var running: [Job]
+    }
+
+    func snapshot() -> Snapshot {
+        condition.lock()
+        defer { condition.unlock() }
+        return Snapshot(queued: queues.flatMap { $0 }, running: running.values.sorted { $0.id < $1.id })
+    }
+
+    /// Stops handing out jobs and returns the ones still queued.
+    func stop() -> [Job] {
+        condition.lock()
+        stopping = true
+        let left = queues.flatMap { $0 }
+        queues = Priority.allCases.map { _ in [] }
+        condition.broadcast()
+        condition.unlock()
+        return left
+    }
+
+    /// Waits until no job is running or the deadline passes; true when idle.
+    func waitIdle(until deadline: Date) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !running.isEmpty {
+            if !condition.wait(until: deadline) { return running.isEmpty }
+        }
+        return true
+    }
+}
+
+extension Scheduler.Job {
+    func info() -> JobInfo {
+        JobInfo(
+            id: id, kind: priority == .interactive ? .interactive : .watch,
+            state: startedAt == nil ? .queued : .running, direction: direction, input: label,
+            queuedAt: queuedAt, startedAt: startedAt)
+    }
+}
+
+/// An interactive request waiting for its worker; the worker resumes the caller.
+final class InteractiveJob: @unchecked Sendable {
+    let request: TranslateRequest
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<TranslateReply, Error>?
+
+    init(request: TranslateRequest, continuation: CheckedContinuation<TranslateReply, Error>) {
+        self.request = request
+        self.continuation = continuation
+    }
+
+    /// Resumes the waiting caller once; later calls do nothing.
+    func resolve(_ result: Result<TranslateReply, Error>) {
+        let c = lock.withLock {
+            let c = continuation
+            continuation = nil
+            return c
+        }
+        c?.resume(with: result)
+    }
+}
