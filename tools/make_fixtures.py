@@ -19,7 +19,9 @@ See tools/README.md for what each file holds.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import struct
 import sys
 from pathlib import Path
 
@@ -28,6 +30,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
+
+from reference_nets import (
+    load_generator,
+    NLayerDiscriminator,
+    ResnetGenerator,
+    reference_names,
+    run_padded,
+    to_8bit,
+    to_model_input,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 20261122
@@ -50,6 +62,23 @@ def save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str])
     path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in tensors.items()}
     save_file(contiguous, str(path), metadata=metadata)
+    sort_metadata(path)
+
+
+def sort_metadata(path: Path) -> None:
+    """Rewrite the header with `__metadata__` in sorted order, same length.
+
+    safetensors writes metadata in hash order, so each run would change every file's
+    bytes; sorted, a rerun leaves unchanged fixtures unchanged in git.
+    """
+    with open(path, "r+b") as f:
+        length = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(length))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":")).encode()
+        assert len(text) <= length, "re-encoded safetensors header grew"
+        f.seek(8)
+        f.write(text.ljust(length, b" "))
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +172,14 @@ def instance_norm_case(gen, shape, affine):
 
     tag = "affine" if affine else "plain"
     return kernel_case(
-        f"instance_norm_{tag}_{shape[1]}x{shape[2]}x{shape[3]}", "instance_norm", fn, x, params, gen, affine=affine, eps=eps
+        f"instance_norm_{tag}_{shape[1]}x{shape[2]}x{shape[3]}",
+        "instance_norm",
+        fn,
+        x,
+        params,
+        gen,
+        affine=affine,
+        eps=eps,
     )
 
 
@@ -184,102 +220,6 @@ def write_kernels(out: Path) -> None:
         print(f"kernels/{name}.safetensors  output {tuple(tensors['output'].shape)}")
 
 
-# ---------------------------------------------------------------------------
-# Networks: the reference classes (pytorch-CycleGAN-and-pix2pix, networks.py)
-# rewritten here, plus the vintagify variant (affine norms, block key `block`).
-# ---------------------------------------------------------------------------
-
-
-class ResnetBlock(nn.Module):
-    """conv_block: pad, conv, norm, relu, pad, conv, norm (no dropout)."""
-
-    def __init__(self, dim: int, affine: bool, key: str):
-        super().__init__()
-        self.key = key
-        layers = nn.Sequential(
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=True),
-            nn.InstanceNorm2d(dim, affine=affine, track_running_stats=False),
-            nn.ReLU(True),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=True),
-            nn.InstanceNorm2d(dim, affine=affine, track_running_stats=False),
-        )
-        setattr(self, key, layers)
-
-    def forward(self, x):
-        return x + getattr(self, self.key)(x)
-
-
-class ResnetGenerator(nn.Module):
-    """The reference ResnetGenerator with InstanceNorm (so every conv has a bias).
-
-    affine=False, block_key="conv_block": pytorch-CycleGAN-and-pix2pix layout.
-    affine=True,  block_key="block":      the vintagify wheel's layout.
-    """
-
-    def __init__(self, input_nc=3, output_nc=3, ngf=64, n_blocks=9, affine=False, block_key="conv_block"):
-        super().__init__()
-
-        def norm(c):
-            return nn.InstanceNorm2d(c, affine=affine, track_running_stats=False)
-
-        model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=True), norm(ngf), nn.ReLU(True)]
-        for i in range(2):
-            mult = 2**i
-            model += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=True),
-                norm(ngf * mult * 2),
-                nn.ReLU(True),
-            ]
-        for _ in range(n_blocks):
-            model += [ResnetBlock(ngf * 4, affine, block_key)]
-        for i in range(2):
-            mult = 2 ** (2 - i)
-            model += [
-                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=True),
-                norm(ngf * mult // 2),
-                nn.ReLU(True),
-            ]
-        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
-        self.model = nn.Sequential(*model)
-
-    def forward(self, x):
-        return self.model(x)
-
-
-class NLayerDiscriminator(nn.Module):
-    """The reference PatchGAN discriminator with InstanceNorm(affine=False)."""
-
-    def __init__(self, input_nc=3, ndf=64, n_layers=3):
-        super().__init__()
-        kw, padw = 4, 1
-
-        def norm(c):
-            return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
-
-        sequence = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw), nn.LeakyReLU(0.2, True)]
-        nf_mult = 1
-        for n in range(1, n_layers):
-            nf_mult_prev, nf_mult = nf_mult, min(2**n, 8)
-            sequence += [
-                nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=2, padding=padw, bias=True),
-                norm(ndf * nf_mult),
-                nn.LeakyReLU(0.2, True),
-            ]
-        nf_mult_prev, nf_mult = nf_mult, min(2**n_layers, 8)
-        sequence += [
-            nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=1, padding=padw, bias=True),
-            norm(ndf * nf_mult),
-            nn.LeakyReLU(0.2, True),
-        ]
-        sequence += [nn.Conv2d(ndf * nf_mult, 1, kernel_size=kw, stride=1, padding=padw)]
-        self.model = nn.Sequential(*sequence)
-
-    def forward(self, x):
-        return self.model(x)
-
-
 def randomise_norms(net: nn.Module, gen: torch.Generator) -> None:
     """Affine norms start at weight 1, bias 0; give them values that matter."""
     with torch.no_grad():
@@ -287,38 +227,6 @@ def randomise_norms(net: nn.Module, gen: torch.Generator) -> None:
             if isinstance(module, nn.InstanceNorm2d) and module.affine:
                 module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
                 module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.3)
-
-
-def reference_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The vintagify keys `model.N.block.K.*` are `model.N.conv_block.K.*` in the reference."""
-    return {k.replace(".block.", ".conv_block."): v for k, v in state.items()}
-
-
-# ---------------------------------------------------------------------------
-# Our defined behaviour for sizes the network cannot take as they are.
-# ---------------------------------------------------------------------------
-
-
-def reflect_index(i: int, n: int) -> int:
-    """Reflection without repeating the edge, repeated as often as needed."""
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    j = i % period
-    return j if j < n else period - j
-
-
-def padded_side(n: int) -> int:
-    return max((n + 3) // 4 * 4, 8)
-
-
-def run_padded(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Pad bottom/right by repeated reflection to a multiple of 4 (at least 8), run, crop top-left."""
-    h, w = x.shape[-2:]
-    rows = [reflect_index(i, h) for i in range(padded_side(h))]
-    cols = [reflect_index(i, w) for i in range(padded_side(w))]
-    padded = x[:, :, rows, :][:, :, :, cols]
-    return net(padded)[:, :, :h, :w]
 
 
 GENERATOR_SIZES = [(32, 32), (37, 29), (1, 1), (5, 3), (2, 23), (64, 7)]
@@ -338,7 +246,9 @@ def write_generators(out: Path) -> None:
         randomise_norms(net, gen)
         state = net.state_dict()
         torch.save(state, folder / f"{layout}_generator.pth")
-        weights_meta = meta(layout=layout, kind="resnet_generator", ngf=8, blocks=2, affine=options["affine"], key_names="reference")
+        weights_meta = meta(
+            layout=layout, kind="resnet_generator", ngf=8, blocks=2, affine=options["affine"], key_names="reference"
+        )
         save(folder / f"{layout}_generator.safetensors", reference_names(state), weights_meta)
         print(f"generators/{layout}_generator.{{pth,safetensors}}  {len(state)} tensors")
 
@@ -381,7 +291,9 @@ def write_discriminators(out: Path) -> None:
                 x = torch.rand(1, 3, h, w, generator=gen) * 2 - 1
                 y = net(x)
                 name = f"{base}_{h}x{w}"
-                save(folder / f"{name}.safetensors", {"input": x, "output": y}, meta(layers=n_layers, height=h, width=w))
+                save(
+                    folder / f"{name}.safetensors", {"input": x, "output": y}, meta(layers=n_layers, height=h, width=w)
+                )
                 print(f"discriminators/{name}.safetensors  output {tuple(y.shape)}")
 
 
@@ -390,30 +302,10 @@ def write_discriminators(out: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def to_model_input(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 -> [1,3,H,W] float32 in [-1, 1]: x / 127.5 - 1."""
-    x = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
-    return x / 127.5 - 1
-
-
-def to_8bit(y: torch.Tensor) -> np.ndarray:
-    """[1,3,H,W] in [-1, 1] -> uint8 HxWx3: clamp(round((y + 1) * 127.5), 0, 255).
-
-    Rounds half away from zero (floor(v + 0.5) on the non-negative values that
-    matter), as Swift's `.rounded()` does.
-    """
-    v = ((y[0].permute(1, 2, 0).double() + 1) * 127.5).numpy()
-    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
-
-
 def write_real(out: Path, weights: Path, photo: Path) -> None:
     from PIL import Image
 
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    blocks = len({k.split(".")[1] for k in state if ".block." in k})
-    ngf = state["model.1.weight"].shape[0]
-    net = ResnetGenerator(3, 3, ngf=ngf, n_blocks=blocks, affine=True, block_key="block").eval()
-    net.load_state_dict(state)
+    net = load_generator(weights)
 
     # Centre crop to 4:3, then 320x240: both sides divisible by 4, so no padding is involved.
     image = Image.open(photo).convert("RGB")
@@ -433,7 +325,11 @@ def write_real(out: Path, weights: Path, photo: Path) -> None:
     save(
         folder / f"{stem}_vintagify.safetensors",
         {"output": y},
-        meta(model="vintagify 0.1.2 G_A2B_epoch33.pth", input=f"{stem}.png", mapping="in x/127.5-1; output float32 in [-1,1]"),
+        meta(
+            model="vintagify 0.1.2 G_A2B_epoch33.pth",
+            input=f"{stem}.png",
+            mapping="in x/127.5-1; output float32 in [-1,1]",
+        ),
     )
     print(f"real/{stem}.png -> real/{stem}_vintagify.png (+ float output .safetensors)")
 
