@@ -8,6 +8,12 @@ enum Fixtures {
     URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent()
       .appendingPathComponent("Fixtures/checkpoints").appendingPathComponent(name)
   }
+
+  /// weights/vintagify/G_A2B_epoch33.pth in the repository (fetched by `make`, git-ignored).
+  static var vintagify: URL {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("weights/vintagify/G_A2B_epoch33.pth")
+  }
 }
 
 /// A fresh temporary directory, removed when the value is released.

@@ -1,4 +1,0 @@
-#include <cblas.h>
-// Exported by libopenblas but not declared by every cblas.h.
-void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
