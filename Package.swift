@@ -19,14 +19,13 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
-        // System libraries (Debian: libopenblas-dev, libvips-dev, libinotifytools0-dev).
-        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
+        // System libraries (Debian: libvips-dev, libinotifytools0-dev). OpenBLAS is loaded at run time: see Tensor/BLAS.swift.
         .systemLibrary(name: "CInotify", path: "Sources/CInotify"),
         .systemLibrary(name: "CVipsSystem", path: "Sources/CVipsSystem", pkgConfig: "vips"),
         // Fixed-arity wrappers around libvips' variadic API.
         .target(name: "CVips", dependencies: ["CVipsSystem"]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
+        .target(name: "Tensor", swiftSettings: kernelFlags),
         .target(name: "CycleGAN", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .target(
             name: "Models",

@@ -1,0 +1,166 @@
+import Foundation
+
+/// Per-channel sums for instance norm, accumulated in Double so that bands of
+/// rows can be added up in any order and still give the whole image's statistics.
+public struct ChannelMoments: Sendable {
+    public var sum: [Double]
+    public var sumOfSquares: [Double]
+    public var count: Int
+
+    public init(channels: Int) {
+        sum = [Double](repeating: 0, count: channels)
+        sumOfSquares = [Double](repeating: 0, count: channels)
+        count = 0
+    }
+
+    /// Adds `pixels` values of each of the channels, plane c at `data + c·channelStride`.
+    public mutating func accumulate(
+        _ data: UnsafePointer<Float>, channelStride: Int, pixels: Int, compute: Compute
+    ) {
+        let channels = sum.count
+        sum.withUnsafeMutableBufferPointer { s in
+            sumOfSquares.withUnsafeMutableBufferPointer { q in
+                let s = s.baseAddress!
+                let q = q.baseAddress!
+                compute.forEach(channels) { c in
+                    let x = data + c * channelStride
+                    var a = 0.0
+                    var b = 0.0
+                    for i in 0..<pixels {
+                        let v = Double(x[i])
+                        a += v
+                        b += v * v
+                    }
+                    s[c] += a
+                    q[c] += b
+                }
+            }
+        }
+        count += pixels
+    }
+
+    /// The per-channel scale and shift that normalise: y = x·scale + shift
+    /// equals (x − mean)/√(var + eps)·γ + β with the biased variance, as PyTorch.
+    public func affine(eps: Float, gamma: Tensor?, beta: Tensor?) -> (scale: [Float], shift: [Float]) {
+        let n = Double(count)
+        var scale = [Float](repeating: 0, count: sum.count)
+        var shift = [Float](repeating: 0, count: sum.count)
+        for c in 0..<sum.count {
+            let mean = sum[c] / n
+            let variance = max(sumOfSquares[c] / n - mean * mean, 0)
+            let inv = 1 / (variance + Double(eps)).squareRoot()
+            let g = Double(gamma?.data[c] ?? 1)
+            let b = Double(beta?.data[c] ?? 0)
+            scale[c] = Float(inv * g)
+            shift[c] = Float(b - mean * inv * g)
+        }
+        return (scale, shift)
+    }
+}
+
+/// What follows a norm in the networks.
+public enum Activation: Sendable {
+    case none
+    case relu
+    case leakyReLU(Float)
+}
+
+public enum Elementwise {
+    /// x ← act(x·scale[c] + shift[c]) for each channel plane.
+    public static func scaleShift(
+        _ data: UnsafeMutablePointer<Float>, channelStride: Int, pixels: Int,
+        scale: [Float], shift: [Float], activation: Activation, compute: Compute
+    ) {
+        scale.withUnsafeBufferPointer { sc in
+            shift.withUnsafeBufferPointer { sh in
+                compute.forEach(sc.count) { c in
+                    let x = data + c * channelStride
+                    let a = sc[c]
+                    let b = sh[c]
+                    switch activation {
+                    case .none:
+                        for i in 0..<pixels { x[i] = x[i] * a + b }
+                    case .relu:
+                        for i in 0..<pixels { x[i] = max(x[i] * a + b, 0) }
+                    case .leakyReLU(let slope):
+                        for i in 0..<pixels {
+                            let v = x[i] * a + b
+                            x[i] = v > 0 ? v : v * slope
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public static func relu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = max(x[i], 0) }
+    }
+
+    public static func leakyReLU(_ x: UnsafeMutablePointer<Float>, count: Int, slope: Float) {
+        for i in 0..<count { x[i] = x[i] > 0 ? x[i] : x[i] * slope }
+    }
+
+    public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int, compute: Compute) {
+        let chunk = 16_384
+        compute.forEach((count + chunk - 1) / chunk) { b in
+            for i in (b * chunk)..<min(count, (b + 1) * chunk) { x[i] = Foundation.tanh(x[i]) }
+        }
+    }
+
+    /// x ← x + y.
+    public static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] += y[i] }
+    }
+}
+
+extension Tensor {
+    /// Instance norm over each channel of a [1, C, H, W] tensor, in place.
+    public func instanceNorm(
+        eps: Float = 1e-5, gamma: Tensor? = nil, beta: Tensor? = nil, activation: Activation = .none,
+        compute: Compute
+    ) {
+        let c = shape[rank - 3]
+        let pixels = shape[rank - 2] * shape[rank - 1]
+        var m = ChannelMoments(channels: c)
+        m.accumulate(data, channelStride: pixels, pixels: pixels, compute: compute)
+        let (scale, shift) = m.affine(eps: eps, gamma: gamma, beta: beta)
+        Elementwise.scaleShift(
+            data, channelStride: pixels, pixels: pixels, scale: scale, shift: shift, activation: activation,
+            compute: compute)
+    }
+
+    /// Reflection padding of a [1, C, H, W] tensor (repeated reflection when p ≥ H).
+    public func reflectionPadded(top: Int, bottom: Int, left: Int, right: Int) -> Tensor {
+        let c = shape[rank - 3]
+        let h = shape[rank - 2]
+        let w = shape[rank - 1]
+        let oh = h + top + bottom
+        let ow = w + left + right
+        let out = Tensor(shape: [1, c, oh, ow])
+        let cols = (0..<ow).map { reflectIndex($0 - left, w) }
+        for ch in 0..<c {
+            for y in 0..<oh {
+                let src = data + (ch * h + reflectIndex(y - top, h)) * w
+                let dst = out.data + (ch * oh + y) * ow
+                for x in 0..<ow { dst[x] = src[cols[x]] }
+            }
+        }
+        return out
+    }
+
+    /// The top-left `height`×`width` of a [1, C, H, W] tensor.
+    public func cropped(height: Int, width: Int) -> Tensor {
+        let c = shape[rank - 3]
+        let h = shape[rank - 2]
+        let w = shape[rank - 1]
+        precondition(height <= h && width <= w)
+        let out = Tensor(shape: [1, c, height, width])
+        for ch in 0..<c {
+            for y in 0..<height {
+                (out.data + (ch * height + y) * width).update(from: data + (ch * h + y) * w, count: width)
+            }
+        }
+        return out
+    }
+}
