@@ -1,0 +1,161 @@
+# cyclegand: build, test, run and benchmark (GNU make).
+#
+#   make run     build, fetch the default model, translate examples/images/ into examples/out/
+#   make test    install what is missing, fetch the model (if it can), run every test
+#   make bench   cyclegand against PyTorch and ONNX Runtime (venv in .venv)
+#
+# Every target installs what it needs on a fresh Debian 12 machine (apt, with sudo
+# when not root) and is fast when everything is already there.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+# The Swift toolchain: on PATH, or at /opt/swift as on the project's machines.
+ifeq ($(shell command -v swift 2>/dev/null),)
+  ifneq ($(wildcard /opt/swift/usr/bin/swift),)
+    export PATH := /opt/swift/usr/bin:$(PATH)
+  endif
+endif
+
+SWIFT      ?= swift
+PYTHON     ?= python3
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := libvips-dev libopenblas-dev libinotifytools0-dev pkg-config python3-venv \
+                libvips-tools time socat
+
+BIN        := .build/release/cyclegand
+
+# The default model: the generator inside the MIT-licensed PyPI wheel vintagify 0.1.2.
+MODEL_WHEEL   := vintagify-0.1.2-py3-none-any.whl
+MODEL_SHA256  := f3b38b728cc6158e97f77c3cc1bf784a63f427db47c445941ad2da3747fa208f
+MODEL_MEMBER  := vintagify/resources/G_A2B_epoch33.pth
+MODEL_CACHE   := weights/cache
+WEIGHTS       := weights/vintagify/G_A2B_epoch33.pth
+
+VENV       := .venv
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*cpu*.whl))
+BENCH_ARGS ?=
+
+.PHONY: help deps swift-check model build test run bench format-lint clean
+
+help:
+	@echo "make run          build, fetch the default model, translate examples/images/ into examples/out/"
+	@echo "make test         install what is missing, fetch the model if possible, run all tests"
+	@echo "make bench        cyclegand vs PyTorch vs ONNX Runtime (BENCH_ARGS='--only forward' etc.)"
+	@echo "make build        release build ($(BIN))"
+	@echo "make deps         install missing Debian packages, check the Swift toolchain"
+	@echo "make model        fetch and verify the default model into $(WEIGHTS)"
+	@echo "make format-lint  swift format lint -r Sources Tests"
+	@echo "make clean        remove build products and examples/out (keeps weights/ and .venv)"
+
+# --- dependencies -----------------------------------------------------------
+
+deps: swift-check
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+swift-check:
+	@if ! command -v $(SWIFT) >/dev/null 2>&1; then \
+	  echo "error: no Swift toolchain found (looked on PATH and in /opt/swift/usr/bin)." >&2; \
+	  echo "  Install Swift 6 for your distribution from https://www.swift.org/install/linux/," >&2; \
+	  echo "  unpack it (e.g. to /opt/swift) and put its usr/bin on PATH, then run make again." >&2; \
+	  exit 1; \
+	fi
+
+# --- the default model ------------------------------------------------------
+
+# Only the .pth is kept; the wheel stays in weights/cache/ so a rerun needs no network.
+model: $(WEIGHTS)
+	@echo "model: $(WEIGHTS) (vintagify 0.1.2, MIT licence)"
+
+$(WEIGHTS):
+	@mkdir -p $(MODEL_CACHE) $(dir $@)
+	@wheel="$(MODEL_CACHE)/$(MODEL_WHEEL)"; \
+	if [ ! -f "$$wheel" ] || ! echo "$(MODEL_SHA256)  $$wheel" | sha256sum -c --status; then \
+	  rm -f "$$wheel"; \
+	  echo "model: downloading vintagify==0.1.2 from PyPI"; \
+	  if ! $(PYTHON) -m pip --version >/dev/null 2>&1; then \
+	    $(PYTHON) -m venv $(MODEL_CACHE)/pip-venv && pip="$(MODEL_CACHE)/pip-venv/bin/python -m pip"; \
+	  else pip="$(PYTHON) -m pip"; fi; \
+	  if ! $$pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	         --dest $(MODEL_CACHE) vintagify==0.1.2; then \
+	    echo "model: ERROR: could not download vintagify==0.1.2 from PyPI (offline?)." >&2; \
+	    echo "  make run and make bench need it and stop here; make test goes on and skips the tests that need it." >&2; \
+	    echo "  Run 'make model' again when online," >&2; \
+	    echo "  or put the file at $(WEIGHTS) yourself." >&2; \
+	    exit 1; \
+	  fi; \
+	  if ! echo "$(MODEL_SHA256)  $$wheel" | sha256sum -c --status; then \
+	    echo "model: ERROR: $$wheel does not have the expected sha256 $(MODEL_SHA256); removed it." >&2; \
+	    rm -f "$$wheel"; exit 1; \
+	  fi; \
+	fi; \
+	$(PYTHON) -c 'import shutil, sys, zipfile; \
+	  z = zipfile.ZipFile(sys.argv[1]); src = z.open(sys.argv[2]); dst = open(sys.argv[3] + ".part", "wb"); \
+	  shutil.copyfileobj(src, dst); dst.close()' "$$wheel" "$(MODEL_MEMBER)" "$@"; \
+	mv "$@.part" "$@"
+
+# --- build, test, run -------------------------------------------------------
+
+build: deps
+	$(SWIFT) build -c release
+
+# Release with -enable-testing: the parity and real-model tests run the kernels at full
+# speed, and @testable imports still work. (Measured against a plain debug `swift test`
+# from clean on 2 cores; see README.md.)
+test: deps
+	@$(MAKE) --no-print-directory model || \
+	  echo "test: the default model is not available; tests that need it will say they are skipped."
+	$(SWIFT) test -c release -Xswiftc -enable-testing
+
+run: build model
+	@mkdir -p examples/out
+	@shopt -s nullglob; n=0; \
+	for f in examples/images/*.{jpg,jpeg,png,tif,tiff,webp}; do \
+	  out="examples/out/$$(basename "$${f%.*}")_vintage.$${f##*.}"; \
+	  $(BIN) translate "$$f" "$$out" --weights $(WEIGHTS); \
+	  echo "  $$f -> $$out"; n=$$((n + 1)); \
+	done; \
+	echo "run: translated $$n images with the default model (modern -> vintage); results in $(CURDIR)/examples/out/"
+
+# --- benchmark --------------------------------------------------------------
+
+$(VENV)/.ready: tools/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@if [ -n "$(TORCH_WHEEL)" ]; then \
+	  echo "bench: installing torch from $(TORCH_WHEEL)"; \
+	  $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "$(TORCH_WHEEL)"; \
+	else \
+	  echo "bench: installing torch from PyPI (no CPU wheel in /opt/wheels; this one is large)"; \
+	  $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch; \
+	fi
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	@touch $@
+
+bench: build model $(VENV)/.ready
+	$(VENV)/bin/python tools/bench.py --weights $(WEIGHTS) --binary $(BIN) $(BENCH_ARGS)
+
+# --- lint and clean ---------------------------------------------------------
+
+format-lint:
+	$(SWIFT) format lint -r Sources Tests
+
+clean:
+	rm -rf .build examples/out bench/out
+
+# --- installation (added by the daemon work) --------------------------------
+# install:       system install of the binary, units and example configuration
+# install-user:  per-user install (systemctl --user) and the GIMP plug-in
+
+# --- GIMP plug-in test (added by the GIMP work) -----------------------------
+# test-gimp:     headless GIMP 3 in a Debian trixie root against the running daemon

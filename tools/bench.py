@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""cyclegand against PyTorch and ONNX Runtime on the same generator, in one run.
+
+Sections (each a function in SECTIONS; `--only NAME[,NAME]` runs some of them):
+  forward   generator forward at 256², 512², 1024² (configurable): cyclegand's own
+            `bench` subcommand, PyTorch CPU and ONNX Runtime, same weights, same thread
+            count; median and min of --repeat runs after one warm-up; GFLOP/s and ratios.
+  process   whole-process wall time and peak RSS (/usr/bin/time -v) of
+            `cyclegand translate` against tools/torch_translate.py on a 1024² photo.
+
+Prints each table and writes them all as markdown to bench/out/results.md.
+`make bench` runs it in .venv; by hand:
+
+    python tools/bench.py --weights weights/vintagify/G_A2B_epoch33.pth [--threads 2] [--only forward]
+
+Needs: torch numpy pillow onnx onnxruntime (tools/requirements.txt)
+
+To add a section: write `def section_x(ctx: Context) -> Section`, add it to SECTIONS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reference_nets import load_generator
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = Path(__file__).resolve().parent
+# Multiply-adds of the 9-block ngf-64 generator at 256x256; it scales with the pixel count.
+MACS_AT_256 = 49.55e9
+
+
+@dataclass
+class Context:
+    binary: Path
+    weights: Path
+    threads: int
+    repeat: int
+    sizes: list[int]
+    out: Path
+
+
+@dataclass
+class Section:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        widths = [
+            max(len(h), *(len(r[i]) for r in self.rows)) if self.rows else len(h) for i, h in enumerate(self.headers)
+        ]
+        lines = [self.title, "  ".join(h.rjust(w) for h, w in zip(self.headers, widths))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in self.rows]
+        return "\n".join(lines + self.notes)
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", "| " + " | ".join(self.headers) + " |", "|" + " --- |" * len(self.headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        if self.notes:
+            lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def gflops(size: int, seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{2 * MACS_AT_256 * size * size / 65536 / seconds / 1e9:.1f}"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds:.3f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or b is None else f"{a / b:.2f}×"
+
+
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """One warm-up, then `repeat` runs: (median, min) seconds."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
+
+
+# ---------------------------------------------------------------------------
+# forward: the generator alone
+# ---------------------------------------------------------------------------
+
+
+def cyclegand_forward(ctx: Context) -> tuple[dict[int, float], str | None]:
+    """Seconds (median) per size from `cyclegand bench --json`, or a reason it is not available."""
+    if not ctx.binary.is_file():
+        return {}, f"{ctx.binary} not found (run `make build`)"
+    command = [str(ctx.binary), "bench", "--weights", str(ctx.weights), "--sizes", ",".join(map(str, ctx.sizes))]
+    command += ["--threads", str(ctx.threads), "--repeat", str(ctx.repeat), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[0]
+        return {}, f"`{' '.join(command[1:3])} ...` failed: {reason}"
+    times = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            times[int(record["size"])] = float(record["seconds_median"])
+    return times, None
+
+
+def torch_forward(ctx: Context, net: torch.nn.Module) -> dict[int, float]:
+    torch.set_num_threads(ctx.threads)
+    times = {}
+    with torch.inference_mode():
+        for size in ctx.sizes:
+            x = torch.rand(1, 3, size, size) * 2 - 1
+            times[size], _ = timed(lambda: net(x), ctx.repeat)
+            print(f"  torch {size}²: {times[size]:.3f} s", flush=True)
+    return times
+
+
+def onnx_forward(ctx: Context, net: torch.nn.Module) -> dict[int, float]:
+    import onnxruntime as ort
+
+    model = ctx.out / "generator.onnx"
+    if not model.is_file() or model.stat().st_mtime < ctx.weights.stat().st_mtime:
+        # One export with dynamic height and width; the legacy exporter needs no onnxscript.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net,
+                (torch.zeros(1, 3, 64, 64),),
+                str(model),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {2: "height", 3: "width"}, "output": {2: "height", 3: "width"}},
+                opset_version=17,
+                dynamo=False,
+            )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ctx.threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    times = {}
+    for size in ctx.sizes:
+        x = (np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32) * 2 - 1).astype(np.float32)
+        times[size], _ = timed(lambda: session.run(None, {"input": x}), ctx.repeat)
+        print(f"  onnxruntime {size}²: {times[size]:.3f} s", flush=True)
+    return times
+
+
+def section_forward(ctx: Context) -> Section:
+    net = load_generator(ctx.weights)
+    print("forward: cyclegand", flush=True)
+    ours, missing = cyclegand_forward(ctx)
+    print("forward: PyTorch", flush=True)
+    pt = torch_forward(ctx, net)
+    print("forward: ONNX Runtime", flush=True)
+    ox = onnx_forward(ctx, net)
+    headers = ["size", "cyclegand s", "GFLOP/s", "PyTorch s", "GFLOP/s", "ONNX RT s", "GFLOP/s"]
+    headers += ["PyTorch/cyclegand", "ONNX RT/cyclegand"]
+    rows = []
+    for size in ctx.sizes:
+        c, p, o = ours.get(size), pt.get(size), ox.get(size)
+        rows.append(
+            [
+                f"{size}²",
+                fmt_seconds(c),
+                gflops(size, c),
+                fmt_seconds(p),
+                gflops(size, p),
+                fmt_seconds(o),
+                gflops(size, o),
+            ]
+            + [ratio(p, c), ratio(o, c)]
+        )
+    notes = [
+        f"median of {ctx.repeat} runs after one warm-up, {ctx.threads} threads; "
+        f"GFLOP/s = 2 × {MACS_AT_256 / 1e9:.2f} G multiply-adds × (size/256)² / s; ratios > 1 mean cyclegand is faster"
+    ]
+    if missing:
+        notes.append(f"cyclegand: not available ({missing})")
+    return Section("Generator forward (vintagify, ngf 64, 9 blocks)", headers, rows, notes)
+
+
+# ---------------------------------------------------------------------------
+# process: a whole `translate` run, start to exit
+# ---------------------------------------------------------------------------
+
+
+def time_process(command: list[str]) -> tuple[float, float] | str:
+    """(wall seconds, peak RSS MiB) from /usr/bin/time -v, or the reason it failed."""
+    if not Path("/usr/bin/time").is_file():
+        return "/usr/bin/time not found (apt install time)"
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("\t")]
+        return (lines or [f"exit status {result.returncode}"])[0]
+    wall = rss = None
+    for line in result.stderr.splitlines():
+        line = line.strip()
+        if line.startswith("Elapsed (wall clock) time"):
+            clock = line.rsplit(" ", 1)[-1].split(":")
+            wall = sum(float(part) * 60**i for i, part in enumerate(reversed(clock)))
+        elif line.startswith("Maximum resident set size"):
+            rss = int(line.rsplit(" ", 1)[-1]) / 1024
+    return wall, rss
+
+
+def photo(ctx: Context, size: int) -> Path:
+    """A real photo (examples/images/astronaut.jpg) resized to size², saved as PNG."""
+    from PIL import Image
+
+    path = ctx.out / f"photo_{size}.png"
+    if not path.is_file():
+        Image.open(REPO / "examples" / "images" / "astronaut.jpg").convert("RGB").resize(
+            (size, size), Image.LANCZOS
+        ).save(path)
+    return path
+
+
+def agreement(a: Path, b: Path) -> str:
+    from PIL import Image
+
+    x = np.asarray(Image.open(a).convert("RGB"), dtype=np.int16)
+    y = np.asarray(Image.open(b).convert("RGB"), dtype=np.int16)
+    if x.shape != y.shape:
+        return f"outputs differ in size: {x.shape} vs {y.shape}"
+    diff = np.abs(x - y)
+    return f"outputs: {100 * np.mean(diff == 0):.2f} % of channel values equal, max difference {diff.max()}"
+
+
+def section_process(ctx: Context) -> Section:
+    source = photo(ctx, 1024)
+    ctx.weights.read_bytes()  # warm the page cache so neither side pays the first read
+    ours_out, torch_out = ctx.out / "translate_cyclegand.png", ctx.out / "translate_torch.png"
+    jobs = {
+        "cyclegand translate": [str(ctx.binary), "translate", str(source), str(ours_out)],
+        "PyTorch (tools/torch_translate.py)": [
+            sys.executable,
+            str(TOOLS / "torch_translate.py"),
+            str(source),
+            str(torch_out),
+        ],
+    }
+    rows, notes, results = [], [], {}
+    for name, command in jobs.items():
+        print(f"process: {name}", flush=True)
+        command += ["--weights", str(ctx.weights), "--threads", str(ctx.threads)]
+        results[name] = time_process(command)
+    for name, result in results.items():
+        if isinstance(result, str):
+            rows.append([name, "n/a", "n/a"])
+            notes.append(f"{name}: not available ({result})")
+        else:
+            rows.append([name, f"{result[0]:.2f}", f"{result[1]:.0f}"])
+    if all(not isinstance(r, str) for r in results.values()):
+        (c_wall, c_rss), (p_wall, p_rss) = results.values()
+        notes.append(f"PyTorch/cyclegand: time {p_wall / c_wall:.2f}×, peak RSS {p_rss / c_rss:.2f}×")
+        notes.append(agreement(ours_out, torch_out))
+    notes.insert(0, f"1024×1024 PNG from examples/images/astronaut.jpg, {ctx.threads} threads, one run each")
+    return Section("Whole process: translate one 1024² image", ["program", "wall s", "peak RSS MiB"], rows, notes)
+
+
+SECTIONS = {"forward": section_forward, "process": section_process}
+
+
+def machine_summary(ctx: Context) -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = "not installed"
+    return (
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {cpu}, {os.cpu_count()} cores; "
+        f"{ctx.threads} threads; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"onnxruntime {ort_version}; weights {ctx.weights}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "vintagify" / "G_A2B_epoch33.pth")
+    parser.add_argument("--binary", type=Path, default=REPO / ".build" / "release" / "cyclegand")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default="256,512,1024")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated, from: {', '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    args = parser.parse_args()
+
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if not args.weights.is_file():
+        print(f"error: weights {args.weights} not found; run `make model` or pass --weights", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(
+        binary=args.binary.resolve(),
+        weights=args.weights.resolve(),
+        threads=args.threads,
+        repeat=args.repeat,
+        sizes=[int(s) for s in args.sizes.split(",")],
+        out=args.out,
+    )
+
+    summary = machine_summary(ctx)
+    sections = []
+    for name in chosen:
+        section = SECTIONS[name](ctx)
+        sections.append(section)
+        print("\n" + section.text() + "\n", flush=True)
+    report = "\n\n".join(["# cyclegand benchmark", summary] + [s.markdown() for s in sections]) + "\n"
+    (args.out / "results.md").write_text(report)
+    print(f"results written to {args.out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
