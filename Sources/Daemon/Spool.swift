@@ -373,7 +373,7 @@ public final class Spool: Sendable {
         return try Spool.decoder.decode(JobRecord.self, from: data)
     }
 
-    private func writeJournal(_ record: JobRecord, _ item: WorkItem) throws {
+    func writeJournal(_ record: JobRecord, _ item: WorkItem) throws {
         try FS.writeAtomically(try Spool.encoder.encode(record), to: item.journalPath)
     }
 
