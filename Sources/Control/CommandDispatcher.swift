@@ -1,0 +1,174 @@
+import Daemon
+import Foundation
+
+/// What a connection does after a request.
+enum Outcome: Sendable {
+    case reply(EncodedReply)
+    /// Reply, then stop the daemon.
+    case shutdown(EncodedReply)
+    /// Reply, then carry events until the client hangs up.
+    case subscribe(RequestID)
+}
+
+/// Turns one request into its reply by calling the daemon's control surface. It knows the
+/// commands of docs/PROTOCOL.md and nothing about sockets.
+struct CommandDispatcher: Sendable {
+    let control: any DaemonControl
+    /// Largest inline payload and largest input file read on a peer's behalf.
+    let maxInputBytes: Int
+
+    static let commands = [
+        "ping", "version", "status", "models", "directions", "translate", "jobs", "cancel", "reload",
+        "shutdown", "subscribe", "finetune",
+    ]
+
+    func handle(line: Data, envelope: Envelope?, payload: Data?, peer: PeerCredentials) async -> Outcome {
+        guard let envelope else {
+            return .reply(.failure(id: .null, ControlError(.badRequest, "a request must be one JSON object on one line, like {\"id\":1,\"cmd\":\"ping\"}")))
+        }
+        let id = envelope.id
+        if let problem = envelope.idProblem ?? envelope.cmdProblem {
+            return .reply(.failure(id: id, ControlError(.badRequest, problem)))
+        }
+        let command = envelope.cmd ?? ""
+        if payload != nil, command != "translate" {
+            return .reply(.failure(id: id, ControlError(.badRequest, "only translate takes an inline payload; its \(payload!.count) bytes were skipped")))
+        }
+        do {
+            switch command {
+            case "ping":
+                return .reply(.make(id: id, body: ["pong": true]))
+            case "version":
+                let status = await control.status()
+                return .reply(.make(id: id, body: VersionBody(version: status.version, protocol: controlProtocolVersion)))
+            case "status":
+                return .reply(.make(id: id, body: StatusBody(status: await control.status())))
+            case "models":
+                return .reply(.make(id: id, body: ["models": await control.models()]))
+            case "directions":
+                return .reply(.make(id: id, body: ["directions": await control.directions()]))
+            case "translate":
+                return .reply(try await translate(id: id, line: line, payload: payload, peer: peer))
+            case "jobs":
+                return .reply(.make(id: id, body: ["jobs": await control.jobs()]))
+            case "cancel":
+                let job = try decode(CancelParams.self, line).job
+                let reply = await control.cancel(id: job)
+                if reply.outcome == .notFound {
+                    throw ControlError(.notFound, "no job '\(job)' is queued or running; `jobs` lists them")
+                }
+                return .reply(.make(id: id, body: reply))
+            case "reload":
+                return .reply(.make(id: id, body: try await control.reload()))
+            case "shutdown":
+                return .shutdown(.make(id: id, body: ["stopping": true]))
+            case "subscribe":
+                return .subscribe(id)
+            case "finetune":
+                throw ControlError(.unsupported, "finetune is not available in this daemon yet (it arrives with training support)")
+            default:
+                throw ControlError(.unknownCommand, "unknown command '\(command)'; protocol \(controlProtocolVersion) has: \(Self.commands.joined(separator: ", "))")
+            }
+        } catch let error as ControlError {
+            return .reply(.failure(id: id, error))
+        } catch let error as DaemonError {
+            return .reply(.failure(id: id, ControlError(error)))
+        } catch {
+            return .reply(.failure(id: id, ControlError(.internal, "\(error)")))
+        }
+    }
+
+    private func translate(id: RequestID, line: Data, payload: Data?, peer: PeerCredentials) async throws -> EncodedReply {
+        let params = try decode(TranslateParams.self, line)
+        if let quality = params.quality, !(1...100).contains(quality) {
+            throw ControlError(.badRequest, "field 'quality' should be between 1 and 100, not \(quality)")
+        }
+        let access = PeerFileAccess(peer: peer)
+        let input: Data
+        switch (params.input, payload) {
+        case (let path?, nil): input = try access.readInput(path, limit: maxInputBytes)
+        case (nil, let bytes?): input = bytes
+        case (nil, nil):
+            throw ControlError(.badRequest, "translate needs 'input' (a path) or an inline image ('bytes': N followed by N bytes)")
+        case (.some, .some):
+            throw ControlError(.badRequest, "give either 'input' or an inline image, not both")
+        }
+        // The output is checked before the work, so a bad path fails in milliseconds.
+        let output = try params.output.map { try access.prepareOutput($0, overwrite: params.overwrite ?? false) }
+        var format = params.format ?? .same
+        if format == .same, let output, let byName = Self.format(ofName: output.path) {
+            format = byName
+        }
+        let request = TranslateRequest(
+            direction: params.direction, inputBytes: input, inputName: params.name ?? params.input ?? "inline.png",
+            format: format, quality: params.quality, memoryLimit: params.memoryLimit)
+        let result = try await control.translate(request)
+        guard let bytes = result.outputBytes else {
+            throw ControlError(.internal, "the daemon returned no image for an in-memory translation")
+        }
+        var body = TranslateBody(
+            job: result.id, direction: result.direction, output: nil, format: result.format, width: result.width,
+            height: result.height, ms: result.milliseconds, bytes: nil)
+        if let output {
+            try output.write(bytes)
+            body.output = output.path
+            return .make(id: id, body: body)
+        }
+        body.bytes = bytes.count
+        return .make(id: id, body: body, payload: bytes)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ line: Data) throws -> T {
+        do {
+            return try WireJSON.decoder().decode(type, from: line)
+        } catch {
+            throw ControlError(.badRequest, WireJSON.describe(error))
+        }
+    }
+
+    /// The format a file name's extension asks for; nil when it says none we write.
+    static func format(ofName name: String) -> OutputFormat? {
+        switch (name as NSString).pathExtension.lowercased() {
+        case "jpg", "jpeg": .jpeg
+        case "png": .png
+        case "webp": .webp
+        case "tif", "tiff": .tiff
+        default: nil
+        }
+    }
+}
+
+struct TranslateParams: Decodable {
+    var direction: String
+    var input: String?
+    var output: String?
+    var name: String?
+    var format: OutputFormat?
+    var quality: Int?
+    var memoryLimit: UInt64?
+    var overwrite: Bool?
+}
+
+struct CancelParams: Decodable {
+    var job: String
+}
+
+struct VersionBody: Encodable {
+    var version: String
+    var `protocol`: Int
+}
+
+struct StatusBody: Encodable {
+    var status: DaemonStatus
+}
+
+struct TranslateBody: Encodable {
+    var job: String
+    var direction: String
+    var output: String?
+    var format: OutputFormat
+    var width: Int
+    var height: Int
+    var ms: Double
+    var bytes: Int?
+}

@@ -1,1 +1,0 @@
-// The Control module; see docs/ARCHITECTURE.md.
