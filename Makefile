@@ -156,6 +156,46 @@ clean:
 # --- installation (added by the daemon work) --------------------------------
 # install:       system install of the binary, units and example configuration
 # install-user:  per-user install (systemctl --user) and the GIMP plug-in
+#
+# `make install` puts the binary in $(PREFIX)/bin, the hardened unit in /etc/systemd/system,
+# the example configuration in /etc/cyclegand/ (never over an existing one) and creates the
+# system user `cyclegand`. `make install-user` does the same under ~/.local and ~/.config.
+# Neither enables the service; they print how. DESTDIR is honoured for packaging.
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+USER_CONFIG := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)
+
+.PHONY: install install-user
+
+install: build
+	$(SUDO) install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cyclegand
+	sed 's|/usr/local/bin/cyclegand|$(PREFIX)/bin/cyclegand|' systemd/cyclegand-system.service \
+	  | $(SUDO) install -D -m 0644 /dev/stdin $(DESTDIR)/etc/systemd/system/cyclegand.service
+	$(SUDO) install -d -m 0755 $(DESTDIR)/etc/cyclegand
+	@if [ -e $(DESTDIR)/etc/cyclegand/cyclegand.toml ]; then \
+	  echo "install: keeping the existing /etc/cyclegand/cyclegand.toml"; \
+	else sed 's|^# socket_group = "cyclegand"|socket_group = "cyclegand"|' examples/cyclegand.toml \
+	  | $(SUDO) install -m 0644 /dev/stdin $(DESTDIR)/etc/cyclegand/cyclegand.toml; fi
+	$(SUDO) install -D -m 0644 docs/DAEMON.md $(DESTDIR)$(PREFIX)/share/doc/cyclegand/DAEMON.md
+	@if [ -z "$(DESTDIR)" ]; then \
+	  getent passwd cyclegand >/dev/null || $(SUDO) useradd --system --user-group \
+	    --home-dir /var/lib/cyclegand --no-create-home --shell /usr/sbin/nologin cyclegand; \
+	  [ -d /run/systemd/system ] && $(SUDO) systemctl daemon-reload || true; \
+	fi
+	@echo "install: done. Start it with:  sudo systemctl enable --now cyclegand"
+	@echo "  drop images into /var/lib/cyclegand/spool/inbox/<direction>/ (group cyclegand may write there)"
+	@echo "  models go in /var/lib/cyclegand/models; logs: journalctl -u cyclegand"
+
+install-user: build
+	install -D -m 0755 $(BIN) $(HOME)/.local/bin/cyclegand
+	install -D -m 0644 systemd/cyclegand.service $(USER_CONFIG)/systemd/user/cyclegand.service
+	@if [ -e $(USER_CONFIG)/cyclegand/cyclegand.toml ]; then \
+	  echo "install-user: keeping the existing $(USER_CONFIG)/cyclegand/cyclegand.toml"; \
+	else install -D -m 0644 examples/cyclegand.toml $(USER_CONFIG)/cyclegand/cyclegand.toml; fi
+	@systemctl --user daemon-reload 2>/dev/null || true
+	@echo "install-user: done. Start it with:  systemctl --user enable --now cyclegand"
+	@echo "  drop images into ~/.local/share/cyclegand/spool/inbox/<direction>/; logs: journalctl --user -u cyclegand"
 
 # --- GIMP plug-in test (added by the GIMP work) -----------------------------
 # test-gimp:     headless GIMP 3 in a Debian trixie root against the running daemon
