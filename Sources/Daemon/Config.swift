@@ -80,8 +80,9 @@ public struct DaemonConfig: Sendable, Equatable {
         } else {
             runtime = state
         }
-        return DaemonConfig(
-            root: state + "/spool", modelsDir: state + "/models", socket: runtime + "/cyclegand.sock")
+        // CYCLEGAND_MODELS is the models folder every command honours (docs/MODELS.md).
+        let models = env["CYCLEGAND_MODELS"].flatMap { $0.isEmpty ? nil : $0 } ?? state + "/models"
+        return DaemonConfig(root: state + "/spool", modelsDir: models, socket: runtime + "/cyclegand.sock")
     }
 
     /// The default configuration file: $CONFIGURATION_DIRECTORY (systemd), else

@@ -74,6 +74,19 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
     /// writable, another daemon on the same spool).
     public func run() async throws {
         try start()
+        ready()
+        await waitForStop()
+    }
+
+    /// Tells systemd (READY=1) that the daemon is serving. Call after `start()` and after
+    /// anything else the service offers (the control socket) is listening.
+    public func ready() {
+        notifier.ready(status: statusLine())
+    }
+
+    /// Suspends until a shutdown has completed (the current image finished or the grace period
+    /// ran out). Call it once.
+    public func waitForStop() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let alreadyRequested = lock.withLock {
                 stopContinuation = c
@@ -83,7 +96,10 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         }
     }
 
-    private func start() throws {
+    /// Prepares the spool, recovers work/ from the last run, loads the models, starts watching,
+    /// queues what is waiting and starts the workers and signal handlers. Throws when the spool
+    /// cannot be used (not writable, another daemon holds it).
+    public func start() throws {
         let config = currentConfig
         do {
             try spool.prepare()
@@ -114,7 +130,6 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         log.notice(
             "cyclegand \(Daemon.version) watching \(spool.inboxRoot)/{\(directions.joined(separator: ","))}; results in \(config.root)/outbox/; \(config.workers) worker(s)"
         )
-        notifier.ready(status: statusLine())
     }
 
     /// Refuses a second daemon on the same spool (flock on root/.cyclegand.lock).
