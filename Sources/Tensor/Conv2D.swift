@@ -42,7 +42,15 @@ public struct Conv2D: @unchecked Sendable {
     let winograd: Winograd3x3?
     let tapMajor: Tensor?
 
-    public init(weight: Tensor, bias: Tensor?, stride: Int, allowWinograd: Bool = true) {
+    /// How to run a convolution; `.automatic` picks by shape (tests force the others).
+    public enum Algorithm: Sendable {
+        case automatic
+        case im2col
+        case winograd
+        case kn2row
+    }
+
+    public init(weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic) {
         precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3], "conv weight must be [Cout,Cin,k,k]: \(weight.shape)")
         outChannels = weight.shape[0]
         inChannels = weight.shape[1]
@@ -50,9 +58,27 @@ public struct Conv2D: @unchecked Sendable {
         self.stride = stride
         self.weight = weight
         self.bias = bias
-        let useWinograd = allowWinograd && kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32
-        winograd = useWinograd ? Winograd3x3(weight: weight, bias: bias) : nil
-        if !useWinograd && stride == 1 && outChannels <= 8 && kernel > 1 {
+        let chosen: Algorithm
+        switch algorithm {
+        case .automatic:
+            if kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32 {
+                chosen = .winograd
+            } else if stride == 1 && outChannels <= 8 && kernel > 1 {
+                chosen = .kn2row
+            } else {
+                chosen = .im2col
+            }
+        case .winograd:
+            precondition(kernel == 3 && stride == 1, "Winograd F(4×4, 3×3) needs a stride-1 3×3 kernel")
+            chosen = .winograd
+        case .kn2row:
+            precondition(stride == 1, "kn2row needs stride 1")
+            chosen = .kn2row
+        case .im2col:
+            chosen = .im2col
+        }
+        winograd = chosen == .winograd ? Winograd3x3(weight: weight, bias: bias) : nil
+        if chosen == .kn2row {
             // [k·k·Cout, Cin]: row (ky·k + kx)·Cout + co holds W[co, :, ky, kx].
             let kk = kernel * kernel
             let t = Tensor(shape: [kk * outChannels, inChannels])
