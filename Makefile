@@ -198,4 +198,27 @@ install-user: build
 	@echo "  drop images into ~/.local/share/cyclegand/spool/inbox/<direction>/; logs: journalctl --user -u cyclegand"
 
 # --- GIMP plug-in test (added by the GIMP work) -----------------------------
-# test-gimp:     headless GIMP 3 in a Debian trixie root against the running daemon
+# test-gimp:     the GIMP 3 plug-in in a headless gimp-console against the real daemon
+#                (needs root; builds or reuses a Debian 13 root in /var/cache/cyclegand/gimp-root,
+#                override with CYCLEGAND_GIMP_ROOT). `make test` runs it when root, else says it skips.
+# install-gimp:  the plug-in into ~/.config/GIMP/3.0/plug-ins/cyclegand (part of install-user)
+
+GIMP_PLUGINS := $(USER_CONFIG)/GIMP/3.0/plug-ins
+
+.PHONY: test-gimp test-gimp-if-root install-gimp
+
+test-gimp: build
+	tools/test_gimp.sh
+
+test-gimp-if-root:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-gimp; \
+	else echo "test-gimp: SKIPPED (needs root for debootstrap/chroot of the GIMP 3 root); run: sudo make test-gimp"; fi
+
+test: test-gimp-if-root
+
+install-gimp:
+	install -D -m 0755 plugins/gimp/cyclegand/cyclegand.py $(GIMP_PLUGINS)/cyclegand/cyclegand.py
+	install -D -m 0644 plugins/gimp/cyclegand/cyclegand_client.py $(GIMP_PLUGINS)/cyclegand/cyclegand_client.py
+	@echo "install-gimp: restart GIMP 3; the plug-in is under Filters > cyclegand > Translate..."
+
+install-user: install-gimp

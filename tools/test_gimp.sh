@@ -1,0 +1,122 @@
+#!/bin/sh
+# make test-gimp: the GIMP 3 plug-in against the real daemon.
+#
+# Builds or reuses a Debian 13 root with GIMP 3 (tools/gimp_root.sh, cached in
+# $CYCLEGAND_GIMP_ROOT, default /var/cache/cyclegand/gimp-root), starts `cyclegand serve` on the
+# host with its socket inside that root, installs plugins/gimp/cyclegand into a fresh GIMP profile
+# there, runs the plug-in from a headless gimp-console-3.0 batch on a test image, and checks that
+# the new layer's pixels equal what `cyclegand translate` writes for the same pixels.
+#
+# Needs root (debootstrap, chroot). Exit 0 passed, 1 failed, 77 skipped (not root).
+#   CYCLEGAND_BIN   the binary to test (default .build/release/cyclegand)
+set -eu
+
+cd "$(dirname "$0")/.."
+BIN=${CYCLEGAND_BIN:-.build/release/cyclegand}
+BIN=$(realpath "$BIN")
+[ -x "$BIN" ] || { echo "test-gimp: no binary at $BIN (make build)" >&2; exit 1; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test-gimp: SKIPPED: needs root (debootstrap and chroot for the GIMP 3 root); run: sudo make test-gimp" >&2
+    exit 77
+fi
+
+ROOT=$(tools/gimp_root.sh)
+WORK=$(mktemp -d "$ROOT/tmp/cyclegand-test.XXXXXX")   # mode 0700, root-owned: fit for the socket
+INNER=${WORK#"$ROOT"}                                   # the same folder as seen inside the root
+DAEMON_PID=
+cleanup() {
+    [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+GENERATOR=Tests/Fixtures/generators/reference_generator.pth   # tiny (ngf 8, 2 blocks): fast
+DIRECTION=photo2test
+# A 96x64 RGB PNG cut from a sample photo.
+vips crop examples/images/"$(ls examples/images | grep -iE '\.(jpe?g|png)$' | head -n 1)" "$WORK/input.png" 0 0 96 64
+
+"$BIN" import "$GENERATOR" --name gimptest --domains photo,test --as G_A --models-dir "$WORK/models" >/dev/null
+"$BIN" translate "$WORK/input.png" "$WORK/reference.png" --weights "$GENERATOR" >/dev/null
+
+"$BIN" serve --root "$WORK/spool" --models-dir "$WORK/models" --socket "$WORK/cyclegand.sock" \
+    --log-level warning >"$WORK/daemon.log" 2>&1 &
+DAEMON_PID=$!
+i=0
+until [ -S "$WORK/cyclegand.sock" ]; do
+    i=$((i + 1))
+    if [ $i -gt 100 ] || ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+        echo "test-gimp: FAILED: the daemon did not open its socket:" >&2
+        cat "$WORK/daemon.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+
+mkdir -p "$WORK/profile/plug-ins/cyclegand"
+cp plugins/gimp/cyclegand/cyclegand.py plugins/gimp/cyclegand/cyclegand_client.py "$WORK/profile/plug-ins/cyclegand/"
+chmod 0755 "$WORK/profile/plug-ins/cyclegand/cyclegand.py"
+
+cat >"$WORK/batch.py" <<PY
+import sys
+from gi.repository import Gimp, Gio, Gegl
+
+def pixels(drawable):
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return drawable.get_buffer().get(rect, 1.0, "R'G'B' u8", Gegl.AbyssPolicy.NONE)
+
+image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("$INNER/input.png"))
+source = image.get_layers()[0]
+procedure = Gimp.get_pdb().lookup_procedure("plug-in-cyclegand-translate")
+if procedure is None:
+    raise SystemExit("test-gimp: the plug-in did not register (see GIMP's output above)")
+config = procedure.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", image)
+config.set_core_object_array("drawables", [source])
+config.set_property("direction", "$DIRECTION")
+config.set_property("socket", "$INNER/cyclegand.sock")
+result = procedure.run(config)
+if result.index(0) != Gimp.PDBStatusType.SUCCESS:
+    raise SystemExit("test-gimp: the plug-in failed: %s" % (result.index(1),))
+
+layers = image.get_layers()
+assert len(layers) == 2, "expected one new layer, got %d layers" % len(layers)
+new = layers[0]
+assert image.get_item_position(new) == image.get_item_position(source) - 1
+assert new.get_name() == "%s ($DIRECTION)" % source.get_name(), new.get_name()
+assert (new.get_width(), new.get_height()) == (source.get_width(), source.get_height())
+
+reference = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path("$INNER/reference.png"))
+got, want = pixels(new), pixels(reference)
+assert len(got) == len(want), (len(got), len(want))
+worst = max(abs(a - b) for a, b in zip(got, want))
+differing = sum(1 for a, b in zip(got, want) if a != b)
+print("test-gimp: new layer %dx%d, %d of %d channel values differ from cyclegand translate, max difference %d"
+      % (new.get_width(), new.get_height(), differing, len(got), worst))
+if differing:
+    raise SystemExit("test-gimp: the plug-in's layer differs from cyclegand translate")
+# An unknown direction must come back as the daemon's error, not a crash.
+config.set_property("direction", "no2such")
+result = procedure.run(config)
+message = str(result.index(1))
+assert result.index(0) == Gimp.PDBStatusType.EXECUTION_ERROR and "no2such" in message, message
+assert len(image.get_layers()) == 2
+print("test-gimp: unknown direction reported: %s" % message)
+open("$INNER/passed", "w").write("ok")
+PY
+
+chroot "$ROOT" env -i HOME=/root LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    GIMP3_DIRECTORY="$INNER/profile" \
+    gimp-console-3.0 -i --batch-interpreter=python-fu-eval -b - --quit <"$WORK/batch.py" \
+    >"$WORK/gimp.log" 2>&1 || true
+grep '^test-gimp' "$WORK/gimp.log" || true
+if [ -f "$WORK/passed" ]; then
+    echo "test-gimp: PASSED"
+else
+    echo "test-gimp: FAILED; GIMP's output:" >&2
+    cat "$WORK/gimp.log" >&2
+    echo "daemon log:" >&2
+    cat "$WORK/daemon.log" >&2
+    exit 1
+fi
