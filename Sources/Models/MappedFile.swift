@@ -39,6 +39,11 @@ public final class MappedFile: @unchecked Sendable {
     if let base { munmap(base, size) }
   }
 
+  /// The sha256 of the whole file, as lowercase hex.
+  public func sha256() -> String {
+    withExtendedLifetime(self) { SHA256.hex(bytes) }
+  }
+
   /// The mapped bytes (empty for an empty file).
   public var bytes: UnsafeRawBufferPointer {
     UnsafeRawBufferPointer(start: base, count: size)

@@ -30,6 +30,11 @@ public struct TorchCheckpoint: @unchecked Sendable {
 
   public static func open(_ url: URL) throws -> TorchCheckpoint {
     let file = try MappedFile(url: url)
+    return try withExtendedLifetime(file) { try read(file) }
+  }
+
+  private static func read(_ file: MappedFile) throws -> TorchCheckpoint {
+    let url = file.url
     func fail(_ problem: String) -> TorchCheckpointError {
       TorchCheckpointError(file: url.path, problem: problem)
     }
