@@ -6,7 +6,10 @@ void cvips_disable_cache(void) { vips_cache_set_max(0); }
 
 char *cvips_error_take(void) { return vips_error_buffer_copy(); }
 
-const char *cvips_find_loader(const char *path) { return vips_foreign_find_load(path); }
+const char *cvips_find_loader(const char *path) {
+    const char *name = vips_foreign_find_load(path);
+    return name ? vips_nickname_find(g_type_from_name(name)) : NULL;
+}
 
 int cvips_loader_is_untrusted(const char *loader) {
     GType type = vips_type_find("VipsOperation", loader);
@@ -17,12 +20,13 @@ int cvips_loader_is_untrusted(const char *loader) {
     return untrusted;
 }
 
-VipsImage *cvips_open(const char *path, const char *loader, int sequential) {
+VipsImage *cvips_open(const char *path, const char *loader, int sequential, int fail_on_warnings) {
     VipsImage *out = NULL;
     VipsAccess access = sequential ? VIPS_ACCESS_SEQUENTIAL : VIPS_ACCESS_RANDOM;
+    VipsFailOn fail_on = fail_on_warnings ? VIPS_FAIL_ON_WARNING : VIPS_FAIL_ON_ERROR;
     // Calling the loader by name (not vips_image_new_from_file) keeps the file
     // name literal: no "[option]" parsing of names that contain brackets.
-    if (vips_call(loader, path, &out, "access", access, "fail_on", VIPS_FAIL_ON_ERROR, NULL)) return NULL;
+    if (vips_call(loader, path, &out, "access", access, "fail_on", fail_on, NULL)) return NULL;
     return out;
 }
 

@@ -40,7 +40,7 @@ struct DecodePipeline {
                 .unreadable, path: path,
                 reason: "\(loader) is not trusted with untrusted input; convert the file to JPEG, PNG, WebP, TIFF or HEIF, or allow untrusted loaders")
         }
-        var loaded = try Self.open(path, loader: loader, sequential: true)
+        var loaded = try Self.open(path, loader: loader, sequential: true, strict: options.failOnWarnings)
         let pixels = loaded.width.multipliedReportingOverflow(by: loaded.height)
         if pixels.overflow || pixels.partialValue > options.pixelLimit {
             throw ImagingError(
@@ -50,7 +50,7 @@ struct DecodePipeline {
         // Orientations other than 1 (upright) and 2 (mirrored left-right) read
         // rows bottom-up or as columns, which a sequential read cannot do.
         let orientation = loaded.int("orientation", default: 1)
-        if orientation > 2 && orientation <= 8 { loaded = try Self.open(path, loader: loader, sequential: false) }
+        if orientation > 2 && orientation <= 8 { loaded = try Self.open(path, loader: loader, sequential: false, strict: options.failOnWarnings) }
 
         let upright = try loaded.derive(path: path, .corrupt, "autorotate") { cvips_autorot($0, $1) }
         let sixteen = upright.format == VIPS_FORMAT_USHORT || upright.format == VIPS_FORMAT_SHORT
@@ -84,8 +84,8 @@ struct DecodePipeline {
         self.metadata = metadata
     }
 
-    private static func open(_ path: String, loader: String, sequential: Bool) throws -> VipsImageRef {
-        guard let image = cvips_open(path, loader, sequential ? 1 : 0) else {
+    private static func open(_ path: String, loader: String, sequential: Bool, strict: Bool) throws -> VipsImageRef {
+        guard let image = cvips_open(path, loader, sequential ? 1 : 0, strict ? 1 : 0) else {
             throw ImagingError(.corrupt, path: path, reason: "cannot read the header: \(takeVipsError(fallback: "no reason given"))")
         }
         return VipsImageRef(image)

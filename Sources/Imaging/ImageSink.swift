@@ -90,8 +90,9 @@ public final class ImageSink {
         }
         var image = VipsImageRef(raw, keepAlive: [spool])
         if OutputFormat.withAlpha.contains(format), let alpha = try template?.alphaImage(bitDepth: bitDepth, path: destination) {
-            image = try image.derive(path: destination, .writeFailed, "joining the alpha") { cvips_bandjoin2($0, alpha.pointer, $1) }
-            image = VipsImageRef(image.pointer, keepAlive: [spool, alpha, image])
+            image = try image.derive(path: destination, .writeFailed, "joining the alpha", alsoKeeping: [alpha]) {
+                cvips_bandjoin2($0, alpha.pointer, $1)
+            }
         }
         if let metadata = template?.metadata { attach(metadata, to: image) }
         let suffix = "." + format

@@ -9,14 +9,25 @@ public struct LoadOptions: Sendable {
     /// that anyone with access to a watch folder drops, so they are refused
     /// unless this is set.
     public var allowUntrustedLoaders: Bool
+    /// Decoding always fails on errors (truncation, bad checksums, broken
+    /// headers). JPEG has no checksums: damage inside the compressed data is
+    /// only a libjpeg *warning* ("Corrupt JPEG data: premature end of data
+    /// segment"), and the rest of the image then decodes grey. Set this to fail
+    /// on warnings too, at the price of refusing files with harmless warnings
+    /// (a few stray bytes after the image, PNG's "known incorrect sRGB profile").
+    public var failOnWarnings: Bool
     /// Where decoded pixels are spooled (`nil`: `$TMPDIR`, else `/tmp`).
     public var temporaryDirectory: String?
 
     public static let defaultPixelLimit = 100_000_000
 
-    public init(pixelLimit: Int = LoadOptions.defaultPixelLimit, allowUntrustedLoaders: Bool = false, temporaryDirectory: String? = nil) {
+    public init(
+        pixelLimit: Int = LoadOptions.defaultPixelLimit, allowUntrustedLoaders: Bool = false, failOnWarnings: Bool = false,
+        temporaryDirectory: String? = nil
+    ) {
         self.pixelLimit = pixelLimit
         self.allowUntrustedLoaders = allowUntrustedLoaders
+        self.failOnWarnings = failOnWarnings
         self.temporaryDirectory = temporaryDirectory
     }
 }

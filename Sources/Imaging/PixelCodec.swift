@@ -11,16 +11,16 @@ enum PixelCodec {
         _ source: UnsafeRawPointer, bands: Int, bitDepth: Int, width: Int, count: Int, into output: UnsafeMutablePointer<Float>
     ) {
         let plane = width * count
-        let inverse = 1 / scale(bitDepth: bitDepth)
+        let s = scale(bitDepth: bitDepth)
         if bitDepth == 16 {
             let samples = source.assumingMemoryBound(to: UInt16.self)
             for i in 0..<plane {
-                for c in 0..<3 { output[c * plane + i] = Float(samples[i * bands + c]) * inverse - 1 }
+                for c in 0..<3 { output[c * plane + i] = Float(samples[i * bands + c]) / s - 1 }
             }
         } else {
             let samples = source.assumingMemoryBound(to: UInt8.self)
             for i in 0..<plane {
-                for c in 0..<3 { output[c * plane + i] = Float(samples[i * bands + c]) * inverse - 1 }
+                for c in 0..<3 { output[c * plane + i] = Float(samples[i * bands + c]) / s - 1 }
             }
         }
     }

@@ -70,13 +70,13 @@ final class VipsImageRef: @unchecked Sendable {
 
     /// Runs one libvips operation that makes a new image from this one.
     func derive(
-        path: String, _ kind: ImagingError.Kind, _ what: String,
+        path: String, _ kind: ImagingError.Kind, _ what: String, alsoKeeping others: [AnyObject] = [],
         _ operation: (UnsafeMutablePointer<VipsImage>, UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32
     ) throws -> VipsImageRef {
         var out: UnsafeMutablePointer<VipsImage>?
         guard operation(pointer, &out) == 0, let out else {
             throw ImagingError(kind, path: path, reason: "\(what) failed: \(takeVipsError(fallback: "no reason given"))")
         }
-        return VipsImageRef(out, keepAlive: keepAlive)
+        return VipsImageRef(out, keepAlive: keepAlive + others)
     }
 }

@@ -23,9 +23,10 @@ const char *cvips_find_loader(const char *path);
 // 1 if the named loader is flagged untrusted by libvips (magick, ppm, svg, ...).
 int cvips_loader_is_untrusted(const char *loader);
 
-// Opens a file lazily (header only) with the given loader nickname, failing
-// on decode errors (fail_on = error) and with sequential or random access.
-VipsImage *cvips_open(const char *path, const char *loader, int sequential);
+// Opens a file lazily (header only) with the given loader nickname, with
+// sequential or random access, failing on decode errors (fail_on = error) or,
+// when fail_on_warnings is set, on warnings too (fail_on = warning).
+VipsImage *cvips_open(const char *path, const char *loader, int sequential, int fail_on_warnings);
 
 // Saver nickname for a suffix such as ".jpg", or NULL.
 const char *cvips_find_saver(const char *suffix);
