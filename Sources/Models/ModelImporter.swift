@@ -56,14 +56,14 @@ public struct ModelImporter {
     try Self.checkName(request.name, what: "model name")
     let existing = try store.manifest(request.name)
     let domains = try request.domains ?? existing?.domains ?? Self.domains(fromName: request.name)
-    try Self.checkName(domains.A, what: "domain name")
-    try Self.checkName(domains.B, what: "domain name")
-    guard domains.A != domains.B else {
-      throw ModelStoreError("the two domains are both named \(domains.A)")
+    try Self.checkName(domains.a, what: "domain name")
+    try Self.checkName(domains.b, what: "domain name")
+    guard domains.a != domains.b else {
+      throw ModelStoreError("the two domains are both named \(domains.a)")
     }
     if let existing, existing.domains != domains, !request.force {
       throw ModelStoreError(
-        "model \(request.name) has domains \(existing.domains.A),\(existing.domains.B), not \(domains.A),\(domains.B); "
+        "model \(request.name) has domains \(existing.domains.a),\(existing.domains.b), not \(domains.a),\(domains.b); "
           + "add --force to change them")
     }
 
@@ -212,7 +212,7 @@ public struct ModelImporter {
         "cannot tell the domains from the name \(name); say them with --domains A,B (e.g. --domains horse,zebra)"
       )
     }
-    return ModelManifest.Domains(A: parts[0], B: parts[1])
+    return ModelManifest.Domains(a: parts[0], b: parts[1])
   }
 
   static func checkName(_ name: String, what: String) throws {

@@ -93,11 +93,19 @@ public struct ModelManifest: Codable, Equatable, Sendable {
   public static let currentFormatVersion = 1
 
   public struct Domains: Codable, Equatable, Sendable {
-    public var A: String
-    public var B: String
-    public init(A: String, B: String) {
-      self.A = A
-      self.B = B
+    /// The source domain of G_A (e.g. horse).
+    public var a: String
+    /// The source domain of G_B (e.g. zebra).
+    public var b: String
+
+    public init(a: String, b: String) {
+      self.a = a
+      self.b = b
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case a = "A"
+      case b = "B"
     }
   }
 
@@ -139,8 +147,8 @@ public struct ModelManifest: Codable, Equatable, Sendable {
   /// The translation directions this model offers: A→B through G_A, B→A through G_B.
   public var directions: [(name: String, role: NetworkRole)] {
     var out: [(String, NetworkRole)] = []
-    if self[.generatorA] != nil { out.append(("\(domains.A)2\(domains.B)", .generatorA)) }
-    if self[.generatorB] != nil { out.append(("\(domains.B)2\(domains.A)", .generatorB)) }
+    if self[.generatorA] != nil { out.append(("\(domains.a)2\(domains.b)", .generatorA)) }
+    if self[.generatorB] != nil { out.append(("\(domains.b)2\(domains.a)", .generatorB)) }
     return out
   }
 

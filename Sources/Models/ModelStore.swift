@@ -106,7 +106,7 @@ public final class ModelStore: @unchecked Sendable {
     for m in catalog.models {
       for (name, role) in m.directions {
         let (from, to) =
-          role == .generatorA ? (m.domains.A, m.domains.B) : (m.domains.B, m.domains.A)
+          role == .generatorA ? (m.domains.a, m.domains.b) : (m.domains.b, m.domains.a)
         offered[name, default: []].append(
           Direction(name: name, model: m.name, role: role, from: from, to: to))
       }

@@ -141,11 +141,11 @@ struct PickleWriter {
     switch values.count {
     case 0: op(0x29)
     case 1...3:
-      values.forEach { int($0) }
+      for v in values { int(v) }
       op(0x84 + UInt8(values.count))  // TUPLE1..3
     default:
       op(0x28)
-      values.forEach { int($0) }
+      for v in values { int(v) }
       op(0x74)
     }
   }

@@ -42,7 +42,7 @@ struct ImportCommand: ParsableCommand {
       guard parts.count == 2 else {
         throw ValidationError("--domains wants two names separated by a comma, e.g. horse,zebra")
       }
-      parsedDomains = ModelManifest.Domains(A: parts[0], B: parts[1])
+      parsedDomains = ModelManifest.Domains(a: parts[0], b: parts[1])
     }
     var parsedRole: NetworkRole?
     if let role {

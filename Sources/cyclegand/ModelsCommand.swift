@@ -48,7 +48,7 @@ struct ModelsCommand: ParsableCommand {
         return "\(role.rawValue) (\(shape)\(a.affine ? ", affine" : ""))"
       }
       print(
-        "  \(m.name)  domains \(m.domains.A), \(m.domains.B)  networks: \(networks.joined(separator: ", "))"
+        "  \(m.name)  domains \(m.domains.a), \(m.domains.b)  networks: \(networks.joined(separator: ", "))"
       )
     }
     print("directions:")
