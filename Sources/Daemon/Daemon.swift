@@ -175,6 +175,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         switch event {
         case .file(let direction, let path):
             claim(direction: direction, relativePath: path)
+        case .found(let direction, let path):
+            claimWhenSettled(direction: direction, relativePath: path)
         case .direction(let direction):
             try? spool.ensureDirection(direction)
         case .rescan:
@@ -202,9 +204,31 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         updateStatus()
     }
 
+    /// Claims a file found by a scan (not announced by inotify) once nobody seems to write it
+    /// any more: a file modified within the last `settleSeconds` may still be open for writing, so
+    /// it is looked at again later. (If its writer closes it meanwhile, IN_CLOSE_WRITE claims it
+    /// first and the later look finds nothing.)
+    private func claimWhenSettled(direction: String, relativePath: String) {
+        let path = spool.inbox(direction) + "/" + relativePath
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let modified = attributes[.modificationDate] as? Date
+        else { return }
+        let age = Date().timeIntervalSince(modified)
+        if age >= Daemon.settleSeconds || age < -60 {
+            claim(direction: direction, relativePath: relativePath)
+            return
+        }
+        guard !lock.withLock({ stopping }) else { return }
+        background.asyncAfter(deadline: .now() + Daemon.settleSeconds - max(0, age) + 0.05) { [weak self] in
+            self?.claimWhenSettled(direction: direction, relativePath: relativePath)
+        }
+    }
+
+    static let settleSeconds = 1.0
+
     private func rescanInboxes() {
         for direction in spool.inboxDirections() {
-            for path in spool.scanInbox(direction) { claim(direction: direction, relativePath: path) }
+            for path in spool.scanInbox(direction) { claimWhenSettled(direction: direction, relativePath: path) }
         }
     }
 
@@ -415,7 +439,7 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             hub.publish(DaemonEvent(kind: .directionsChanged, directions: newNames))
             // Files that waited in a new direction's inbox (created by hand before its model) go now.
             for direction in added {
-                for path in spool.scanInbox(direction) { claim(direction: direction, relativePath: path) }
+                for path in spool.scanInbox(direction) { claimWhenSettled(direction: direction, relativePath: path) }
             }
         }
         updateStatus()

@@ -11,8 +11,10 @@ import Foundation
 /// in them before the watch exists. `IN_Q_OVERFLOW` asks for a full rescan.
 public final class Watcher: @unchecked Sendable {
     public enum Event: Sendable, Equatable {
-        /// A complete file at `inbox/<direction>/<relativePath>`.
+        /// A complete file at `inbox/<direction>/<relativePath>` (closed after writing, or moved in).
         case file(direction: String, relativePath: String)
+        /// A file found by scanning a new folder: it may still be being written.
+        case found(direction: String, relativePath: String)
         /// A new folder directly under inbox/ (a direction, possibly without a model).
         case direction(String)
         /// Events were lost: scan every inbox.
@@ -107,7 +109,7 @@ public final class Watcher: @unchecked Sendable {
                 if FS.isDirectory(base + "/" + child) {
                     stack.append(child)
                 } else if scan && FS.isRegularFile(base + "/" + child) {
-                    handler(.file(direction: direction, relativePath: child))
+                    handler(.found(direction: direction, relativePath: child))
                 }
             }
         }

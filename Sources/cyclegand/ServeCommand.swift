@@ -1,0 +1,230 @@
+import ArgumentParser
+import Control
+import CycleGAN
+import Daemon
+import Foundation
+import Imaging
+import Logging
+import Models
+import Tensor
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension OutputFormat: ExpressibleByArgument {}
+extension ConflictPolicy: ExpressibleByArgument {}
+
+/// `cyclegand serve`: the daemon in the foreground (systemd runs exactly this).
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Watch inbox folders and the control socket; translate what arrives.",
+        discussion: """
+            Images dropped into ROOT/inbox/<direction>/ are translated into ROOT/outbox/<direction>/; \
+            failures go to ROOT/failed/<direction>/ with NAME.error.json. Settings come from the \
+            configuration file (see examples/cyclegand.toml), flags override them. SIGTERM/SIGINT stop \
+            after the current image, SIGHUP reloads. See docs/DAEMON.md.
+            """)
+
+    @Option(help: "Configuration file (default: $CONFIGURATION_DIRECTORY or ~/.config/cyclegand/cyclegand.toml, if it exists).")
+    var config: String?
+    @Option(help: "Spool root holding inbox/, work/, outbox/, failed/, done/.")
+    var root: String?
+    @Option(name: .customLong("models-dir"), help: "Folder of models (default: $CYCLEGAND_MODELS or ~/.local/share/cyclegand/models).")
+    var modelsDir: String?
+    @Option(help: "Control socket path.")
+    var socket: String?
+    @Option(name: .customLong("memory-limit"), help: "Per-image memory budget, e.g. 1GiB (0 = no limit).")
+    var memoryLimit: String?
+    @Option(help: "Threads for the network (0 = every core).")
+    var threads: Int?
+    @Option(help: "Images translated at once.")
+    var workers: Int?
+    @Flag(inversion: .prefixedNo, help: "Move originals to done/<direction>/ instead of deleting them.")
+    var keepOriginals: Bool?
+    @Option(help: "Output format: same, jpeg, png, webp or tiff.")
+    var format: OutputFormat?
+    @Option(help: "Quality 1...100 for jpeg and webp.")
+    var quality: Int?
+    @Option(name: .customLong("on-conflict"), help: "When the output name is taken: rename (cat (1).jpg) or overwrite.")
+    var onConflict: ConflictPolicy?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+    @Flag(name: .customLong("no-socket"), help: "Do not open the control socket (watch folders only).")
+    var noSocket = false
+
+    func validate() throws {
+        if let memoryLimit, DaemonConfig.parseByteSize(memoryLimit) == nil {
+            throw ValidationError("--memory-limit \(memoryLimit) is not a size; write e.g. 1GiB or 512MiB")
+        }
+        if let quality, !(1...100).contains(quality) { throw ValidationError("--quality must be within 1...100") }
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if let threads, threads < 0 { throw ValidationError("--threads must be 0 (every core) or more") }
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    /// Defaults, then the file, then the flags; run again on every reload.
+    func loadConfiguration() throws -> DaemonConfig {
+        var c = DaemonConfig.defaults()
+        let defaultFile = DaemonConfig.defaultFile()
+        if let file = config ?? (FileManager.default.fileExists(atPath: defaultFile) ? defaultFile : nil) {
+            c = try c.applying(file: file)
+        }
+        let cwd = FileManager.default.currentDirectoryPath
+        if let root { c.root = Self.absolute(root, cwd) }
+        if let modelsDir { c.modelsDir = Self.absolute(modelsDir, cwd) }
+        if let socket { c.socket = Self.absolute(socket, cwd) }
+        if let memoryLimit, let bytes = DaemonConfig.parseByteSize(memoryLimit) { c.memoryLimit = bytes }
+        if let threads { c.threads = threads }
+        if let workers { c.workers = workers }
+        if let keepOriginals { c.keepOriginals = keepOriginals }
+        if let format { c.outputFormat = format }
+        if let quality { c.quality = quality }
+        if let onConflict { c.onConflict = onConflict }
+        if let logLevel, let level = Logger.Level(rawValue: logLevel) { c.logLevel = level }
+        return c
+    }
+
+    static func absolute(_ path: String, _ cwd: String) -> String {
+        path.hasPrefix("/") ? path : URL(fileURLWithPath: cwd).appendingPathComponent(path).standardized.path
+    }
+
+    func run() async throws {
+        let configuration: DaemonConfig
+        do {
+            configuration = try loadConfiguration()
+        } catch {
+            Self.fail("\(error)")
+        }
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "cyclegand")
+        logger.logLevel = level
+
+        let store = ModelStore(root: URL(fileURLWithPath: configuration.modelsDir))
+        try? FileManager.default.createDirectory(atPath: configuration.modelsDir, withIntermediateDirectories: true)
+        let compute = Compute(threads: configuration.threads == 0 ? nil : configuration.threads)
+        let command = self
+        let daemon = Daemon(
+            config: configuration, catalog: StoreCatalog(store: store), translator: GeneratorTranslator(store: store, compute: compute),
+            logger: logger, reloadConfig: { try command.loadConfiguration() })
+        do {
+            try daemon.start()
+        } catch {
+            Self.fail("\(error)")
+        }
+
+        var server: ControlServer?
+        if !noSocket {
+            do {
+                server = try await ControlServer.start(
+                    control: daemon, options: try ControlServerOptions(config: configuration), logger: logger)
+            } catch {
+                logger.error("\(error); the watch folders work, the control socket does not")
+            }
+        }
+        daemon.ready()
+        let directions = await daemon.directions().map(\.name)
+        let inbox = configuration.root + "/inbox"
+        var lines = ["cyclegand \(Daemon.version) is running (Ctrl-C to stop)."]
+        if directions.isEmpty {
+            lines.append(
+                "No model in \(configuration.modelsDir) yet: import one (cyclegand import ... --models-dir \(configuration.modelsDir)); its inbox appears without a restart.")
+        }
+        for direction in directions {
+            lines.append("Drop images into \(inbox)/\(direction)/  ->  results in \(configuration.root)/outbox/\(direction)/")
+        }
+        lines.append("Failures go to \(configuration.root)/failed/<direction>/ with NAME.error.json.")
+        if let server { lines.append("Control socket: \(server.socketPath)") }
+        // Unbuffered, so that it shows at once even when stdout is a pipe or the journal.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+
+        await daemon.waitForStop()
+        await server?.stop()
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("cyclegand serve: \(message)\n".utf8))
+        Foundation.exit(1)
+    }
+}
+
+/// The Models store as the daemon's catalog of directions.
+struct StoreCatalog: ModelCatalog {
+    let store: ModelStore
+
+    var modelsDirectory: URL? { store.root }
+
+    func scan() throws -> ModelScan {
+        let catalog = store.catalog()
+        let models = catalog.models.map { manifest in
+            ModelInfo(
+                name: manifest.name, directions: manifest.directions.map(\.name).sorted(),
+                path: store.folder(manifest.name).path)
+        }
+        let directions = catalog.directions.map { DirectionInfo(name: $0.name, model: $0.model, from: $0.from, to: $0.to) }
+        return ModelScan(models: models, directions: directions, problems: catalog.problems)
+    }
+}
+
+/// Runs a direction's generator on one file: libvips decode, the network, libvips encode.
+/// Generators stay loaded between images (per direction, dropped when the models change).
+final class GeneratorTranslator: Translator, @unchecked Sendable {
+    private let store: ModelStore
+    private let compute: Compute
+    private let lock = NSLock()
+    private var generators: [String: ResnetGenerator] = [:]
+
+    init(store: ModelStore, compute: Compute) {
+        self.store = store
+        self.compute = compute
+    }
+
+    func modelsChanged() {
+        lock.withLock { generators = [:] }
+    }
+
+    private func generator(_ direction: String) throws -> ResnetGenerator {
+        if let g = lock.withLock({ generators[direction] }) { return g }
+        let g: ResnetGenerator
+        do {
+            g = try store.generator(direction: direction)
+        } catch {
+            throw DaemonError(.noModel, "\(error)")
+        }
+        lock.withLock { generators[direction] = g }
+        return g
+    }
+
+    func translate(
+        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
+    ) throws -> TranslationResult {
+        let start = DispatchTime.now()
+        let generator = try generator(direction)
+        do {
+            let image = try ImageFile.load(input.path, options: LoadOptions(pixelLimit: options.maxPixels))
+            if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled") }
+            let result = generator.forward(image.tensor, compute: compute)
+            try ImageFile.save(
+                result, to: output.path, template: image.template,
+                options: SaveOptions(format: options.format.fileExtension, quality: options.quality))
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+            return TranslationResult(width: image.tensor.shape[3], height: image.tensor.shape[2], milliseconds: ms)
+        } catch let e as ImagingError {
+            try? FileManager.default.removeItem(at: output)
+            switch e.kind {
+            case .unreadable, .corrupt: throw DaemonError(.unreadableImage, e.reason)
+            case .tooLarge: throw DaemonError(.tooLarge, e.reason)
+            case .writeFailed: throw DaemonError(.writeFailed, e.reason)
+            case .invalidArgument: throw DaemonError(.translationFailed, e.reason)
+            }
+        }
+    }
+}
