@@ -39,22 +39,34 @@ public struct ChannelMoments: Sendable {
         count += pixels
     }
 
-    /// The per-channel scale and shift that normalise: y = x·scale + shift
-    /// equals (x − mean)/√(var + eps)·γ + β with the biased variance, as PyTorch.
-    public func affine(eps: Float, gamma: Tensor?, beta: Tensor?) -> (scale: [Float], shift: [Float]) {
+    /// Per channel, the mean, the scale and the shift that normalise:
+    /// y = (x − mean)·scale + shift equals (x − mean)/√(var + eps)·γ + β with the
+    /// biased variance, as PyTorch. Subtracting the mean first (rather than folding
+    /// it into the shift) keeps a constant channel exactly zero, as PyTorch does.
+    public func normalization(eps: Float, gamma: Tensor?, beta: Tensor?) -> Normalization {
         let n = Double(count)
-        var scale = [Float](repeating: 0, count: sum.count)
-        var shift = [Float](repeating: 0, count: sum.count)
+        var out = Normalization(channels: sum.count)
         for c in 0..<sum.count {
             let mean = sum[c] / n
             let variance = max(sumOfSquares[c] / n - mean * mean, 0)
-            let inv = 1 / (variance + Double(eps)).squareRoot()
-            let g = Double(gamma?.data[c] ?? 1)
-            let b = Double(beta?.data[c] ?? 0)
-            scale[c] = Float(inv * g)
-            shift[c] = Float(b - mean * inv * g)
+            out.mean[c] = Float(mean)
+            out.scale[c] = Float(1 / (variance + Double(eps)).squareRoot() * Double(gamma?.data[c] ?? 1))
+            out.shift[c] = beta?.data[c] ?? 0
         }
-        return (scale, shift)
+        return out
+    }
+}
+
+/// y = (x − mean)·scale + shift, per channel.
+public struct Normalization: Sendable {
+    public var mean: [Float]
+    public var scale: [Float]
+    public var shift: [Float]
+
+    init(channels: Int) {
+        mean = [Float](repeating: 0, count: channels)
+        scale = [Float](repeating: 1, count: channels)
+        shift = [Float](repeating: 0, count: channels)
     }
 }
 
@@ -66,28 +78,25 @@ public enum Activation: Sendable {
 }
 
 public enum Elementwise {
-    /// x ← act(x·scale[c] + shift[c]) for each channel plane.
-    public static func scaleShift(
+    /// x ← act((x − mean[c])·scale[c] + shift[c]) for each channel plane.
+    public static func normalize(
         _ data: UnsafeMutablePointer<Float>, channelStride: Int, pixels: Int,
-        scale: [Float], shift: [Float], activation: Activation, compute: Compute
+        _ norm: Normalization, activation: Activation, compute: Compute
     ) {
-        scale.withUnsafeBufferPointer { sc in
-            shift.withUnsafeBufferPointer { sh in
-                compute.forEach(sc.count) { c in
-                    let x = data + c * channelStride
-                    let a = sc[c]
-                    let b = sh[c]
-                    switch activation {
-                    case .none:
-                        for i in 0..<pixels { x[i] = x[i] * a + b }
-                    case .relu:
-                        for i in 0..<pixels { x[i] = max(x[i] * a + b, 0) }
-                    case .leakyReLU(let slope):
-                        for i in 0..<pixels {
-                            let v = x[i] * a + b
-                            x[i] = v > 0 ? v : v * slope
-                        }
-                    }
+        compute.forEach(norm.mean.count) { c in
+            let x = data + c * channelStride
+            let m = norm.mean[c]
+            let a = norm.scale[c]
+            let b = norm.shift[c]
+            switch activation {
+            case .none:
+                for i in 0..<pixels { x[i] = (x[i] - m) * a + b }
+            case .relu:
+                for i in 0..<pixels { x[i] = max((x[i] - m) * a + b, 0) }
+            case .leakyReLU(let slope):
+                for i in 0..<pixels {
+                    let v = (x[i] - m) * a + b
+                    x[i] = v > 0 ? v : v * slope
                 }
             }
         }
@@ -124,10 +133,9 @@ extension Tensor {
         let pixels = shape[rank - 2] * shape[rank - 1]
         var m = ChannelMoments(channels: c)
         m.accumulate(data, channelStride: pixels, pixels: pixels, compute: compute)
-        let (scale, shift) = m.affine(eps: eps, gamma: gamma, beta: beta)
-        Elementwise.scaleShift(
-            data, channelStride: pixels, pixels: pixels, scale: scale, shift: shift, activation: activation,
-            compute: compute)
+        Elementwise.normalize(
+            data, channelStride: pixels, pixels: pixels, m.normalization(eps: eps, gamma: gamma, beta: beta),
+            activation: activation, compute: compute)
     }
 
     /// Reflection padding of a [1, C, H, W] tensor (repeated reflection when p ≥ H).
