@@ -2,7 +2,10 @@
 
 int cvips_init(const char *argv0) { return vips_init(argv0); }
 
-void cvips_disable_cache(void) { vips_cache_set_max(0); }
+void cvips_configure(void) {
+    vips_cache_set_max(0);
+    vips_concurrency_set(1);
+}
 
 char *cvips_error_take(void) { return vips_error_buffer_copy(); }
 

@@ -1,9 +1,10 @@
+import CVips
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import CVips
 
 /// Metadata carried from the input to the output.
 struct ImageMetadata: Sendable {
@@ -38,19 +39,25 @@ struct DecodePipeline {
         if !options.allowUntrustedLoaders && cvips_loader_is_untrusted(loader) != 0 {
             throw ImagingError(
                 .unreadable, path: path,
-                reason: "\(loader) is not trusted with untrusted input; convert the file to JPEG, PNG, WebP, TIFF or HEIF, or allow untrusted loaders")
+                reason:
+                    "\(loader) is not trusted with untrusted input; convert the file to JPEG, PNG, WebP, TIFF or HEIF, or allow untrusted loaders"
+            )
         }
         var loaded = try Self.open(path, loader: loader, sequential: true, strict: options.failOnWarnings)
         let pixels = loaded.width.multipliedReportingOverflow(by: loaded.height)
         if pixels.overflow || pixels.partialValue > options.pixelLimit {
             throw ImagingError(
                 .tooLarge, path: path,
-                reason: "\(loaded.width)×\(loaded.height) pixels is over the limit of \(options.pixelLimit) pixels; raise the pixel limit if the image is genuine")
+                reason:
+                    "\(loaded.width)×\(loaded.height) pixels is over the limit of \(options.pixelLimit) pixels; raise the pixel limit if the image is genuine"
+            )
         }
         // Orientations other than 1 (upright) and 2 (mirrored left-right) read
         // rows bottom-up or as columns, which a sequential read cannot do.
         let orientation = loaded.int("orientation", default: 1)
-        if orientation > 2 && orientation <= 8 { loaded = try Self.open(path, loader: loader, sequential: false, strict: options.failOnWarnings) }
+        if orientation > 2 && orientation <= 8 {
+            loaded = try Self.open(path, loader: loader, sequential: false, strict: options.failOnWarnings)
+        }
 
         let upright = try loaded.derive(path: path, .corrupt, "autorotate") { cvips_autorot($0, $1) }
         let sixteen = upright.format == VIPS_FORMAT_USHORT || upright.format == VIPS_FORMAT_SHORT

@@ -62,7 +62,9 @@ public final class ImageSink {
         if let ext = OutputFormat.pathExtension(destination), cvips_find_saver("." + ext) != nil { return ext }
         _ = takeVipsError(fallback: "")
         if let template { return template.inputFormat }
-        throw ImagingError(.writeFailed, path: destination, reason: "cannot tell the output format from the name; add an extension such as .png or give a format")
+        throw ImagingError(
+            .writeFailed, path: destination,
+            reason: "cannot tell the output format from the name; add an extension such as .png or give a format")
     }
 
     /// Appends rows `y ..< y + count` from planar floats [3][count][width]; `y` must be the next row.
@@ -70,7 +72,8 @@ public final class ImageSink {
         guard !finished, y == nextRow, count >= 0, y + count <= height else {
             throw ImagingError(
                 .invalidArgument, path: destination,
-                reason: finished ? "rows written after finish()" : "rows \(y)..<\(y + count) written when row \(nextRow) of \(height) was next")
+                reason: finished
+                    ? "rows written after finish()" : "rows \(y)..<\(y + count) written when row \(nextRow) of \(height) was next")
         }
         let rowBytes = width * 3 * (bitDepth / 8)
         PixelCodec.encode(input, bitDepth: bitDepth, width: width, count: count, into: spool.base + y * rowBytes)
@@ -86,7 +89,8 @@ public final class ImageSink {
         let sampleFormat = bitDepth == 16 ? VIPS_FORMAT_USHORT : VIPS_FORMAT_UCHAR
         let space = bitDepth == 16 ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB
         guard let raw = cvips_image_from_memory(spool.base, spool.byteCount, Int32(width), Int32(height), 3, sampleFormat, space) else {
-            throw ImagingError(.writeFailed, path: destination, reason: "cannot wrap the output rows: \(takeVipsError(fallback: "no reason given"))")
+            throw ImagingError(
+                .writeFailed, path: destination, reason: "cannot wrap the output rows: \(takeVipsError(fallback: "no reason given"))")
         }
         var image = VipsImageRef(raw, keepAlive: [spool])
         if OutputFormat.withAlpha.contains(format), let alpha = try template?.alphaImage(bitDepth: bitDepth, path: destination) {
@@ -100,7 +104,9 @@ public final class ImageSink {
         let path = destination
         try AtomicFile.write(to: destination) { fd in
             guard cvips_save_to_descriptor(image.pointer, fd, suffix, quality) == 0 else {
-                throw ImagingError(.writeFailed, path: path, reason: "cannot encode as \(suffix.dropFirst()): \(takeVipsError(fallback: "no reason given"))")
+                throw ImagingError(
+                    .writeFailed, path: path,
+                    reason: "cannot encode as \(suffix.dropFirst()): \(takeVipsError(fallback: "no reason given"))")
             }
         }
         finished = true

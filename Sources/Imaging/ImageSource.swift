@@ -36,7 +36,8 @@ public final class ImageTemplate: Sendable {
             let rgba = cvips_image_from_memory(
                 spool.base, spool.byteCount, Int32(width), Int32(height), 4, format, VIPS_INTERPRETATION_MULTIBAND)
         else {
-            throw ImagingError(.writeFailed, path: output, reason: "cannot wrap the input's alpha: \(takeVipsError(fallback: "no reason given"))")
+            throw ImagingError(
+                .writeFailed, path: output, reason: "cannot wrap the input's alpha: \(takeVipsError(fallback: "no reason given"))")
         }
         let all = VipsImageRef(rgba, keepAlive: [spool])
         var alpha = try all.derive(path: output, .writeFailed, "alpha extraction") { cvips_extract_bands($0, $1, 3, 1) }

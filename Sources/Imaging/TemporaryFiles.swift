@@ -1,9 +1,10 @@
+import CVips
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import CVips
 
 /// An anonymous temporary file mapped into memory: created with mkstemp and
 /// unlinked at once, so it disappears when this object goes, even if the
@@ -54,7 +55,8 @@ final class MappedSpool: @unchecked Sendable {
         var info = stat()
         guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
             close(fd)
-            throw ImagingError(.writeFailed, path: path, reason: "decoded pixels did not fill the temporary file in \(directory) (disk full?)")
+            throw ImagingError(
+                .writeFailed, path: path, reason: "decoded pixels did not fill the temporary file in \(directory) (disk full?)")
         }
         return try MappedSpool(descriptor: fd, byteCount: expected, writable: false, path: path)
     }
@@ -63,7 +65,8 @@ final class MappedSpool: @unchecked Sendable {
         var template = Array((directory + "/cyclegand-spool-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
-            throw ImagingError(.writeFailed, path: path, reason: "cannot create a temporary file in \(directory): \(String(cString: strerror(errno)))")
+            throw ImagingError(
+                .writeFailed, path: path, reason: "cannot create a temporary file in \(directory): \(String(cString: strerror(errno)))")
         }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         return fd
@@ -87,7 +90,8 @@ enum AtomicFile {
         var template = Array(((directory.isEmpty ? "" : directory) + "/." + stem + ".tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
-            throw ImagingError(.writeFailed, path: destination, reason: "cannot create a file in \(directory): \(String(cString: strerror(errno)))")
+            throw ImagingError(
+                .writeFailed, path: destination, reason: "cannot create a file in \(directory): \(String(cString: strerror(errno)))")
         }
         let temporary = String(cString: template)
         var closed = false
@@ -95,14 +99,16 @@ enum AtomicFile {
             fchmod(fd, 0o644)
             try body(fd)
             guard fsync(fd) == 0 else {
-                throw ImagingError(.writeFailed, path: destination, reason: "cannot flush the output to disk: \(String(cString: strerror(errno)))")
+                throw ImagingError(
+                    .writeFailed, path: destination, reason: "cannot flush the output to disk: \(String(cString: strerror(errno)))")
             }
             closed = true
             guard close(fd) == 0 else {
                 throw ImagingError(.writeFailed, path: destination, reason: "cannot close the output: \(String(cString: strerror(errno)))")
             }
             guard rename(temporary, destination) == 0 else {
-                throw ImagingError(.writeFailed, path: destination, reason: "cannot move the output into place: \(String(cString: strerror(errno)))")
+                throw ImagingError(
+                    .writeFailed, path: destination, reason: "cannot move the output into place: \(String(cString: strerror(errno)))")
             }
         } catch {
             if !closed { close(fd) }

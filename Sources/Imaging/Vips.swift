@@ -14,7 +14,7 @@ final class VipsRuntime: Sendable {
         if cvips_init("cyclegand") != 0 {
             initFailure = "libvips failed to start: " + takeVipsError(fallback: "unknown reason")
         } else {
-            cvips_disable_cache()
+            cvips_configure()
             initFailure = nil
         }
     }

@@ -63,11 +63,15 @@ import Testing
         try ImageFile.save(image.tensor, to: scratch.file("named.backup"), template: image.template)
         #expect(try VipsCLI.loader(scratch.file("named.backup"))?.hasPrefix("pngload") == true)
 
-        let unknown = expectImagingError { try ImageFile.save(image.tensor, to: scratch.file("x.png"), options: SaveOptions(format: "nope")) }
+        let unknown = expectImagingError {
+            try ImageFile.save(image.tensor, to: scratch.file("x.png"), options: SaveOptions(format: "nope"))
+        }
         #expect(unknown?.kind == .writeFailed)
         let noFormat = expectImagingError { try ImageFile.save(image.tensor, to: scratch.file("noext")) }
         #expect(noFormat?.kind == .writeFailed)
-        let badQuality = expectImagingError { try ImageFile.save(image.tensor, to: scratch.file("q.jpg"), options: SaveOptions(quality: 0)) }
+        let badQuality = expectImagingError {
+            try ImageFile.save(image.tensor, to: scratch.file("q.jpg"), options: SaveOptions(quality: 0))
+        }
         #expect(badQuality?.kind == .invalidArgument)
         #expect(scratch.contents == ["high.jpg", "low.jpg", "named.backup", "named.png"])
     }

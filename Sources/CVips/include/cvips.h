@@ -9,9 +9,13 @@
 
 int cvips_init(const char *argv0);
 
-// Turns off the operation cache: a watch folder reuses file names, and a cached
-// load of an old file with the same name would be wrong.
-void cvips_disable_cache(void);
+// Process-wide settings, made once at start-up:
+// - no operation cache: a watch folder reuses file names, and a cached load of
+//   an old file with the same name would be wrong;
+// - one worker thread per pipeline: libvips 8.14's thread pool sometimes loses
+//   a decoder's error when several workers run (a corrupt PNG then "succeeds"
+//   about one time in ten), and decoding is sequential in the codecs anyway.
+void cvips_configure(void);
 
 // The libvips error buffer's text (caller frees with g_free), and clears it.
 char *cvips_error_take(void);

@@ -1,0 +1,146 @@
+import CycleGAN
+import Foundation
+import Tensor
+
+/// Runs a ResNet generator over an image of any size in bounded memory and
+/// gives the pixels of the whole-image pass.
+///
+/// Instance norm needs each channel's mean and variance over the whole image
+/// at every layer, so tiles run alone come out wrong (seams, shifted colours).
+/// Instead the network runs layer by layer over bands of rows: each pass
+/// streams one activation through its convolution and sums its channels'
+/// moments (in Double); the next pass applies that finished norm to the rows it
+/// reads. The full-resolution and half-resolution activations are recomputed
+/// from the input when needed (their convolutions are under 10 % of the work);
+/// the quarter-resolution ones of the residual blocks live in `ActivationStore`s.
+///
+///   pass 1..3   input → conv₁ → conv₂ → conv₃ (moments of each; conv₃ stored as R)
+///   block b     R → conv → T₁ → conv → T₂;  R ← R + norm(T₂)
+///   pass up     R → convT₁ (moments) → convT₂ (moments) → conv₇ → tanh → rows out
+struct StreamedGenerator {
+    let generator: ResnetGenerator
+    let compute: Compute
+    /// Output rows (at full resolution) per band.
+    let bandRows: Int
+    /// Keep the stores in memory rather than in temporary files.
+    let storesInMemory: Bool
+    let temporaryDirectory: String
+
+    /// Rows of input come from `read(y, count, into)` ([3][count][width] planes) and
+    /// rows of output go to `write(y, count, from)` in order.
+    func run(
+        height: Int, width: Int,
+        read: @escaping (Int, Int, UnsafeMutablePointer<Float>) throws -> Void,
+        write: (Int, Int, UnsafePointer<Float>) throws -> Void
+    ) throws {
+        let layers = generator.layers
+        let (wh, ww) = ResnetGenerator.workingSize(height: height, width: width)
+        var norms = layers.norms.makeIterator()
+        func finish(_ m: ChannelMoments, _ activation: Activation) -> PendingNorm {
+            let (g, b) = norms.next()!
+            return PendingNorm(norm: m.normalization(eps: 1e-5, gamma: g, beta: b), activation: activation)
+        }
+
+        let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, read: read)
+        let c1 = ConvStage(input, pending: nil, conv: layers.first, padding: .reflect(3), compute: compute)
+        let n1 = finish(try moments(of: c1, bandRows: bandRows), .relu)
+        let c2 = ConvStage(c1, pending: n1, conv: layers.down[0], padding: .zero(1), compute: compute)
+        let n2 = finish(try moments(of: c2, bandRows: max(1, bandRows / 2)), .relu)
+        let c3 = ConvStage(c2, pending: n2, conv: layers.down[1], padding: .zero(1), compute: compute)
+
+        // Quarter resolution: the residual stream R and two scratch activations.
+        let quarterRows = max(1, bandRows / 4)
+        func store(_ like: RowStage) throws -> ActivationStore {
+            try ActivationStore(
+                channels: like.channels, height: like.height, width: like.width, inMemory: storesInMemory,
+                directory: temporaryDirectory)
+        }
+        let r = try store(c3)
+        let n3 = finish(try moments(of: c3, bandRows: quarterRows, storingIn: r), .relu)
+        try update(r, bandRows: quarterRows) { band in band.normalize(n3.norm, n3.activation, compute: compute) }
+        let t1 = try store(r)
+        let t2 = try store(r)
+        for (conv1, conv2) in layers.blocks {
+            let a = ConvStage(r, pending: nil, conv: conv1, padding: .reflect(1), compute: compute)
+            let na = finish(try moments(of: a, bandRows: quarterRows, storingIn: t1), .relu)
+            let b = ConvStage(t1, pending: na, conv: conv2, padding: .reflect(1), compute: compute)
+            let nb = finish(try moments(of: b, bandRows: quarterRows, storingIn: t2), .none)
+            try update(r, bandRows: quarterRows) { band in
+                let residual = try t2.rows(band.rows)
+                residual.normalize(nb.norm, nb.activation, compute: compute)
+                Elementwise.add(band.data, residual.data, count: band.rows.count * band.channels * band.width)
+            }
+        }
+
+        let u1 = TransposedConvStage(r, pending: nil, conv: layers.up[0], compute: compute)
+        let nu1 = finish(try moments(of: u1, bandRows: max(1, bandRows / 2)), .relu)
+        let u2 = TransposedConvStage(u1, pending: nu1, conv: layers.up[1], compute: compute)
+        let nu2 = finish(try moments(of: u2, bandRows: bandRows), .relu)
+        let out = ConvStage(u2, pending: nu2, conv: layers.last, padding: .reflect(3), compute: compute)
+
+        // The output, cropped back to the image.
+        let rowsOut = UnsafeMutablePointer<Float>.allocate(capacity: 3 * bandRows * width)
+        defer { rowsOut.deallocate() }
+        var y = 0
+        while y < height {
+            let n = min(bandRows, height - y)
+            let band = try out.rows(y..<(y + n))
+            Elementwise.tanh(band.data, count: 3 * n * ww, compute: compute)
+            for c in 0..<3 {
+                for i in 0..<n {
+                    (rowsOut + (c * n + i) * width).update(from: band.data + c * band.channelStride + i * ww, count: width)
+                }
+            }
+            try write(y, n, rowsOut)
+            y += n
+        }
+    }
+
+    /// Streams `stage` band by band, summing its channels' moments (and storing it).
+    private func moments(
+        of stage: RowStage, bandRows: Int, storingIn store: ActivationStore? = nil
+    ) throws -> ChannelMoments {
+        var m = ChannelMoments(channels: stage.channels)
+        var y = 0
+        while y < stage.height {
+            let band = try stage.rows(y..<min(stage.height, y + bandRows))
+            band.accumulate(into: &m, compute: compute)
+            try store?.write(band)
+            y = band.rows.upperBound
+        }
+        return m
+    }
+
+    /// Rewrites a store band by band.
+    private func update(_ store: ActivationStore, bandRows: Int, _ body: (Band) throws -> Void) throws {
+        var y = 0
+        while y < store.height {
+            let band = try store.rows(y..<min(store.height, y + bandRows))
+            try body(band)
+            try store.overwrite(band)
+            y = band.rows.upperBound
+        }
+    }
+
+    /// Bytes the streamed path holds at once for bands of `bandRows` output rows
+    /// of a `width`-wide image: the band buffers along the longest chain of
+    /// stages (output ← convT₂ ← convT₁ ← R), the convolutions' scratch, and
+    /// the stores when they are in memory.
+    static func estimatedBytes(
+        architecture: GeneratorArchitecture, height: Int, width: Int, bandRows: Int, storesInMemory: Bool, threads: Int
+    ) -> Int {
+        let ngf = architecture.ngf
+        let w = width + 8
+        let full = (bandRows + 8) * w * 4
+        var bytes = full * (ngf * 2 + 3 + 3)  // convT₂ output band twice (raw and read by the last conv) + in/out
+        bytes += full / 2 * (ngf * 2) * 2  // convT₁ band (half width, half rows)
+        bytes += full / 4 * (ngf * 4) * 2  // R band read for convT₁
+        bytes += full * ngf * 2  // first-layer band in passes 1–3
+        bytes += threads * 16 << 20  // per-worker im2col / Winograd / kn2row scratch
+        if storesInMemory {
+            let (wh, ww) = ResnetGenerator.workingSize(height: height, width: width)
+            bytes += 3 * (wh / 4) * (ww / 4) * ngf * 4 * 4
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,308 @@
+import CycleGAN
+import Foundation
+import Tensor
+
+/// Rows of one activation of the generator, [C][rows][W] planes, produced on demand.
+///
+/// The streamed executor chains these: a convolution asks its input stage for
+/// exactly the rows its band needs (kernel halo included, reflection resolved),
+/// applies the input's pending instance norm, and convolves. Stages that are
+/// cheap to recompute are recomputed; the rest come from an `ActivationStore`.
+protocol RowStage: AnyObject {
+    var channels: Int { get }
+    var height: Int { get }
+    var width: Int { get }
+    func rows(_ range: Range<Int>) throws -> Band
+}
+
+/// A band of rows of an activation, owning its memory.
+final class Band {
+    let rows: Range<Int>
+    let channels: Int
+    let width: Int
+    let data: UnsafeMutablePointer<Float>
+    /// Where plane c, row r (relative to `rows.lowerBound`) starts: c·channelStride + r·rowStride.
+    let channelStride: Int
+    let rowStride: Int
+
+    /// Planar [C][rows][W].
+    init(rows: Range<Int>, channels: Int, width: Int) {
+        self.rows = rows
+        self.channels = channels
+        self.width = width
+        channelStride = rows.count * width
+        rowStride = width
+        data = .allocate(capacity: max(1, channels * rows.count * width))
+    }
+
+    /// Row-interleaved [rows][C][W], as stores keep it.
+    init(interleavedRows rows: Range<Int>, channels: Int, width: Int) {
+        self.rows = rows
+        self.channels = channels
+        self.width = width
+        channelStride = width
+        rowStride = channels * width
+        data = .allocate(capacity: max(1, channels * rows.count * width))
+    }
+
+    deinit { data.deallocate() }
+
+    var planes: Planes { Planes(source: data, channels: channels, channelStride: channelStride, rowStride: rowStride) }
+
+    /// Applies a finished instance norm (and its activation) in place.
+    func normalize(_ norm: Normalization, _ activation: Activation, compute: Compute) {
+        let n = rows.count
+        compute.forEach(channels) { c in
+            let m = norm.mean[c]
+            let a = norm.scale[c]
+            let b = norm.shift[c]
+            for r in 0..<n {
+                let x = data + c * channelStride + r * rowStride
+                switch activation {
+                case .none: for i in 0..<width { x[i] = (x[i] - m) * a + b }
+                case .relu: for i in 0..<width { x[i] = max((x[i] - m) * a + b, 0) }
+                case .leakyReLU(let s):
+                    for i in 0..<width {
+                        let v = (x[i] - m) * a + b
+                        x[i] = v > 0 ? v : v * s
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds this band's per-channel sums to `moments` (planar bands only).
+    func accumulate(into moments: inout ChannelMoments, compute: Compute) {
+        precondition(rowStride == width, "moments of planar bands only")
+        moments.accumulate(data, channelStride: channelStride, pixels: rows.count * width, compute: compute)
+    }
+}
+
+/// A finished instance norm waiting to be applied by whoever reads the stage.
+struct PendingNorm {
+    var norm: Normalization
+    var activation: Activation
+}
+
+/// The input image at the network's working size: rows past the image's
+/// bottom and columns past its right edge are reflections (as `forward` pads).
+final class PaddedInput: RowStage {
+    let channels = 3
+    let height: Int
+    let width: Int
+    private let read: (Int, Int, UnsafeMutablePointer<Float>) throws -> Void
+    private let sourceHeight: Int
+    private let sourceWidth: Int
+
+    /// `read(y, count, into)` fills [3][count][sourceWidth] planes of rows y..<y+count.
+    init(
+        sourceHeight: Int, sourceWidth: Int, height: Int, width: Int,
+        read: @escaping (Int, Int, UnsafeMutablePointer<Float>) throws -> Void
+    ) {
+        self.sourceHeight = sourceHeight
+        self.sourceWidth = sourceWidth
+        self.height = height
+        self.width = width
+        self.read = read
+    }
+
+    func rows(_ range: Range<Int>) throws -> Band {
+        let band = Band(rows: range, channels: 3, width: width)
+        let inside = range.clamped(to: 0..<sourceHeight)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 3 * max(1, inside.count) * sourceWidth)
+        defer { scratch.deallocate() }
+        if !inside.isEmpty { try read(inside.lowerBound, inside.count, scratch) }
+        let single = UnsafeMutablePointer<Float>.allocate(capacity: 3 * sourceWidth)
+        defer { single.deallocate() }
+        for (i, y) in range.enumerated() {
+            let src: UnsafeMutablePointer<Float>
+            let stride: Int
+            let sy = reflectIndex(y, sourceHeight)
+            if inside.contains(sy) {
+                src = scratch + (sy - inside.lowerBound) * sourceWidth
+                stride = inside.count * sourceWidth
+            } else {
+                try read(sy, 1, single)
+                src = single
+                stride = sourceWidth
+            }
+            for c in 0..<3 {
+                let row = src + c * stride
+                let dst = band.data + c * band.channelStride + i * width
+                dst.update(from: row, count: sourceWidth)
+                for x in sourceWidth..<width { dst[x] = row[reflectIndex(x, sourceWidth)] }
+            }
+        }
+        return band
+    }
+}
+
+/// A convolution over another stage's rows, with that stage's pending norm
+/// applied to its rows first.
+final class ConvStage: RowStage {
+    let input: RowStage
+    let pending: PendingNorm?
+    let conv: Conv2D
+    let padding: Padding
+    let compute: Compute
+    let height: Int
+    let width: Int
+    var channels: Int { conv.outChannels }
+    private let rowMap: [Int32]
+    private let colMap: [Int32]
+
+    init(_ input: RowStage, pending: PendingNorm?, conv: Conv2D, padding: Padding, compute: Compute) {
+        self.input = input
+        self.pending = pending
+        self.conv = conv
+        self.padding = padding
+        self.compute = compute
+        (height, width) = conv.outputSize(height: input.height, width: input.width, padding: padding)
+        rowMap = paddedIndexMap(length: input.height, padding: padding)
+        colMap = paddedIndexMap(length: input.width, padding: padding)
+    }
+
+    func rows(_ range: Range<Int>) throws -> Band {
+        // Padded rows range.lower·s ..< (range.upper − 1)·s + k, and the input rows they read.
+        let padded = Array(rowMap[(range.lowerBound * conv.stride)..<((range.upperBound - 1) * conv.stride + conv.kernel)])
+        let valid = padded.filter { $0 >= 0 }
+        let lo = Int(valid.min() ?? 0)
+        let hi = Int(valid.max() ?? -1) + 1
+        let source = try input.rows(lo..<max(hi, lo))
+        if let pending { source.normalize(pending.norm, pending.activation, compute: compute) }
+        let local = padded.map { $0 < 0 ? $0 : $0 - Int32(lo) }
+        let out = Band(rows: range, channels: channels, width: width)
+        conv.forward(source.planes, rowMap: local, colMap: colMap, into: out.data, compute: compute)
+        return out
+    }
+}
+
+/// A transposed convolution over another stage's rows (pending norm applied first).
+final class TransposedConvStage: RowStage {
+    let input: RowStage
+    let pending: PendingNorm?
+    let conv: ConvTranspose2D
+    let compute: Compute
+    let height: Int
+    let width: Int
+    var channels: Int { conv.outChannels }
+
+    init(_ input: RowStage, pending: PendingNorm?, conv: ConvTranspose2D, compute: Compute) {
+        self.input = input
+        self.pending = pending
+        self.conv = conv
+        self.compute = compute
+        (height, width) = conv.outputSize(height: input.height, width: input.width)
+    }
+
+    func rows(_ range: Range<Int>) throws -> Band {
+        // Output row oy reads input rows (oy + p − ky)/s for taps ky: a superset suffices.
+        let s = conv.stride
+        let lo = max(0, (range.lowerBound + conv.padding - conv.kernel + 1) / s - 1)
+        let hi = min(input.height, (range.upperBound - 1 + conv.padding) / s + 2)
+        let source = try input.rows(lo..<hi)
+        if let pending { source.normalize(pending.norm, pending.activation, compute: compute) }
+        let out = Band(rows: range, channels: channels, width: width)
+        conv.forward(
+            source.planes, inputHeight: input.height, inputWidth: input.width, inputRowBase: lo, outRows: range,
+            into: out.data, compute: compute)
+        return out
+    }
+}
+
+/// An activation kept whole: in memory while it fits the budget, else in an
+/// unlinked temporary file read and written with pread/pwrite (so it costs
+/// page cache, not resident memory). Rows are stored [H][C][W] so that a band
+/// is one contiguous read.
+final class ActivationStore: RowStage {
+    let channels: Int
+    let height: Int
+    let width: Int
+    private let memory: UnsafeMutablePointer<Float>?
+    private let fd: Int32
+    private var rowFloats: Int { channels * width }
+
+    init(channels: Int, height: Int, width: Int, inMemory: Bool, directory: String) throws {
+        self.channels = channels
+        self.height = height
+        self.width = width
+        if inMemory {
+            memory = .allocate(capacity: max(1, channels * height * width))
+            fd = -1
+        } else {
+            memory = nil
+            var template = Array((directory + "/cyclegand-activations-XXXXXX").utf8CString)
+            let made = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            guard made >= 0 else {
+                throw ImagingError(
+                    .writeFailed, path: directory,
+                    reason: "cannot create a temporary file for activations: \(String(cString: strerror(errno)))")
+            }
+            template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+            fd = made
+        }
+    }
+
+    deinit {
+        memory?.deallocate()
+        if fd >= 0 { close(fd) }
+    }
+
+    /// Stores a planar band.
+    func write(_ band: Band) throws {
+        let n = band.rows.count
+        let staging = memory.map { $0 + band.rows.lowerBound * rowFloats }
+        let buffer = staging ?? .allocate(capacity: n * rowFloats)
+        defer { if staging == nil { buffer.deallocate() } }
+        for r in 0..<n {
+            for c in 0..<channels {
+                (buffer + (r * channels + c) * width).update(
+                    from: band.data + c * band.channelStride + r * band.rowStride, count: width)
+            }
+        }
+        if staging == nil {
+            try transfer(write: true, buffer, rows: band.rows)
+        }
+    }
+
+    func rows(_ range: Range<Int>) throws -> Band {
+        let band = Band(interleavedRows: range, channels: channels, width: width)
+        if let memory {
+            band.data.update(from: memory + range.lowerBound * rowFloats, count: range.count * rowFloats)
+        } else {
+            try transfer(write: false, band.data, rows: range)
+        }
+        return band
+    }
+
+    /// Replaces rows in place (the band must be interleaved, as `rows` returns).
+    func overwrite(_ band: Band) throws {
+        precondition(band.channelStride == width)
+        if let memory {
+            (memory + band.rows.lowerBound * rowFloats).update(from: band.data, count: band.rows.count * rowFloats)
+        } else {
+            try transfer(write: true, band.data, rows: band.rows)
+        }
+    }
+
+    private func transfer(write: Bool, _ buffer: UnsafeMutablePointer<Float>, rows: Range<Int>) throws {
+        var done = 0
+        let total = rows.count * rowFloats * 4
+        let offset = off_t(rows.lowerBound * rowFloats * 4)
+        let raw = UnsafeMutableRawPointer(buffer)
+        while done < total {
+            let n =
+                write
+                ? pwrite(fd, raw + done, total - done, offset + off_t(done))
+                : pread(fd, raw + done, total - done, offset + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let reason = n == 0 ? "unexpected end of file" : String(cString: strerror(errno))
+                throw ImagingError(
+                    .writeFailed, path: "temporary activations",
+                    reason: "cannot \(write ? "write" : "read") temporary activations: \(reason)")
+            }
+            done += n
+        }
+    }
+}
