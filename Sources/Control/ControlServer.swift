@@ -61,6 +61,9 @@ public final class ControlServer: Sendable {
         do {
             server = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
+                // A client may send its requests and close its side (`printf ... | socat`): it
+                // still gets every reply before the connection ends.
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(socketFile.descriptor) { channel in
                     PeerCredentials.of(channel).flatMapThrowing { peer in
                         let activity = ConnectionActivity()
@@ -182,7 +185,8 @@ struct ConnectionServer: Sendable {
                     try await send(.failure(id: .null, ControlError(.forbidden, refusal)), outbound)
                     return
                 }
-                for try await frame in inbound {
+                var frames = inbound.makeAsyncIterator()
+                while let frame = try await frames.next() {
                     switch frame {
                     case .fatal(let id, let error):
                         try await send(.failure(id: id, error), outbound)
@@ -200,7 +204,11 @@ struct ConnectionServer: Sendable {
                         case .subscribe(let id):
                             connection.activity.setSubscribed()
                             try await send(.make(id: id, body: ["subscribed": true]), outbound)
-                            try await stream(to: id, outbound, until: connection.channel.channel.closeFuture)
+                            try await stream(to: id, outbound) {
+                                // Lines sent on a subscribed connection are ignored; its end
+                                // (the client closing or hanging up) ends the subscription.
+                                while try await frames.next() != nil {}
+                            }
                             return
                         }
                     }
@@ -220,8 +228,11 @@ struct ConnectionServer: Sendable {
         }
     }
 
-    /// Writes the daemon's events until the client hangs up (its channel closes) or the daemon stops.
-    private func stream(to id: RequestID, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, until closed: EventLoopFuture<Void>) async throws {
+    /// Writes the daemon's events until `untilHangUp` returns (the client closed its side) or
+    /// the daemon stops.
+    private func stream(
+        to id: RequestID, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, untilHangUp: () async throws -> Void
+    ) async throws {
         let events = control.events()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -229,9 +240,8 @@ struct ConnectionServer: Sendable {
                     try await outbound.write(ByteBuffer(bytes: EncodedReply.encode(EventLine(id: id, event: event), payload: nil).line))
                 }
             }
-            group.addTask { try await closed.get() }
-            _ = try await group.next()
-            group.cancelAll()
+            defer { group.cancelAll() }
+            try await untilHangUp()
         }
     }
 }

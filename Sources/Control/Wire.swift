@@ -20,7 +20,11 @@ public enum RequestID: Codable, Sendable, Hashable, CustomStringConvertible {
         } else if let text = try? container.decode(String.self) {
             self = .string(text)
         } else {
-            self = .number(try container.decode(Double.self))
+            let value = try container.decode(Double.self)
+            guard value.isFinite else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "an id must be a finite number")
+            }
+            self = .number(value)
         }
     }
 
