@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds of the kernels want FMA and AVX2; OpenBLAS picks its own kernel at run time.
+// The kernels: no bounds checks in release, whole-module optimisation.
 let kernelFlags: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))
 ]

@@ -73,7 +73,8 @@ public struct GeneratorArchitecture: Codable, Equatable, Sendable {
     public static func infer(from shapes: [String: [Int]]) throws -> GeneratorArchitecture {
         guard let first = shapes["model.1.weight"], first.count == 4, first[2] == 7, first[3] == 7 else {
             throw ArchitectureError.notAGenerator(
-                "no 7×7 convolution at model.1.weight (keys: \(shapes.keys.sorted().prefix(6).joined(separator: ", "))…)")
+                "no 7×7 convolution at model.1.weight (keys: \(shapes.keys.sorted().prefix(6).joined(separator: ", "))…)"
+            )
         }
         var blocks = 0
         while shapes["model.\(firstBlockIndex + blocks).conv_block.1.weight"] != nil { blocks += 1 }

@@ -19,7 +19,9 @@ public final class PatchDiscriminator: @unchecked Sendable {
         convs = architecture.stages.map { st in
             (
                 st,
-                Conv2D(weight: weights["model.\(st.index).weight"]!, bias: weights["model.\(st.index).bias"], stride: st.stride),
+                Conv2D(
+                    weight: weights["model.\(st.index).weight"]!, bias: weights["model.\(st.index).bias"],
+                    stride: st.stride),
                 weights["model.\(st.index + 1).weight"], weights["model.\(st.index + 1).bias"]
             )
         }

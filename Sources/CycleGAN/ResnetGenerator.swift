@@ -4,17 +4,17 @@ import Tensor
 public final class ResnetGenerator: @unchecked Sendable {
     public let architecture: GeneratorArchitecture
     public let weights: [String: Tensor]
-    let layers: Layers
+    public let layers: Layers
 
     /// The convolutions, built once from the weights (Winograd filters included).
-    struct Layers {
-        var first: Conv2D
-        var down: [Conv2D]
-        var blocks: [(Conv2D, Conv2D)]
-        var up: [ConvTranspose2D]
-        var last: Conv2D
+    public struct Layers: @unchecked Sendable {
+        public var first: Conv2D
+        public var down: [Conv2D]
+        public var blocks: [(Conv2D, Conv2D)]
+        public var up: [ConvTranspose2D]
+        public var last: Conv2D
         /// γ and β of the norm after each conv, in forward order (nil when not affine).
-        var norms: [(Tensor?, Tensor?)]
+        public var norms: [(Tensor?, Tensor?)]
     }
 
     /// `weights` in reference names; checked against `architecture`.

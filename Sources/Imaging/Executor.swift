@@ -88,7 +88,8 @@ struct StreamedGenerator {
             Elementwise.tanh(band.data, count: 3 * n * ww, compute: compute)
             for c in 0..<3 {
                 for i in 0..<n {
-                    (rowsOut + (c * n + i) * width).update(from: band.data + c * band.channelStride + i * ww, count: width)
+                    (rowsOut + (c * n + i) * width).update(
+                        from: band.data + c * band.channelStride + i * ww, count: width)
                 }
             }
             try write(y, n, rowsOut)

@@ -164,7 +164,8 @@ final class ConvStage: RowStage {
 
     func rows(_ range: Range<Int>) throws -> Band {
         // Padded rows range.lower·s ..< (range.upper − 1)·s + k, and the input rows they read.
-        let padded = Array(rowMap[(range.lowerBound * conv.stride)..<((range.upperBound - 1) * conv.stride + conv.kernel)])
+        let padded = Array(
+            rowMap[(range.lowerBound * conv.stride)..<((range.upperBound - 1) * conv.stride + conv.kernel)])
         let valid = padded.filter { $0 >= 0 }
         let lo = Int(valid.min() ?? 0)
         let hi = Int(valid.max() ?? -1) + 1

@@ -2,103 +2,115 @@ import CycleGAN
 import Foundation
 import Tensor
 
-/// How one image is translated.
-public struct TranslationOptions: Sendable {
-    /// Most memory the translation may hold (activations, bands, decoded pixels).
-    public var memoryLimit: Int
-    public var threads: Int?
-    public var load: LoadOptions
-    public var save: SaveOptions
-    /// Force a mode instead of choosing by `memoryLimit` (tests, benchmarks).
-    public var mode: Mode?
-    /// Rows per band in streamed mode (nil: the largest the limit allows).
-    public var bandRows: Int?
+/// Translating one image file: options, report, and the entry point.
+public enum ImageTranslation {}
 
-    public enum Mode: String, Sendable, Codable {
-        case whole
-        case streamed
+extension ImageTranslation {
+    /// How one image is translated.
+    public struct Options: Sendable {
+        /// Most memory the translation may hold (activations, bands, decoded pixels).
+        public var memoryLimit: Int
+        public var threads: Int?
+        public var load: LoadOptions
+        public var save: SaveOptions
+        /// Force a mode instead of choosing by `memoryLimit` (tests, benchmarks).
+        public var mode: Mode?
+        /// Rows per band in streamed mode (nil: the largest the limit allows).
+        public var bandRows: Int?
+
+        public enum Mode: String, Sendable, Codable {
+            case whole
+            case streamed
+        }
+
+        public static let defaultMemoryLimit = 1 << 30
+
+        public init(
+            memoryLimit: Int = Options.defaultMemoryLimit, threads: Int? = nil,
+            load: LoadOptions = LoadOptions(),
+            save: SaveOptions = SaveOptions(), mode: Mode? = nil, bandRows: Int? = nil
+        ) {
+            self.memoryLimit = memoryLimit
+            self.threads = threads
+            self.load = load
+            self.save = save
+            self.mode = mode
+            self.bandRows = bandRows
+        }
     }
 
-    public static let defaultMemoryLimit = 1 << 30
-
-    public init(
-        memoryLimit: Int = TranslationOptions.defaultMemoryLimit, threads: Int? = nil, load: LoadOptions = LoadOptions(),
-        save: SaveOptions = SaveOptions(), mode: Mode? = nil, bandRows: Int? = nil
-    ) {
-        self.memoryLimit = memoryLimit
-        self.threads = threads
-        self.load = load
-        self.save = save
-        self.mode = mode
-        self.bandRows = bandRows
+    /// What a translation did.
+    public struct Report: Sendable, Codable, Equatable {
+        public var width: Int
+        public var height: Int
+        public var mode: Options.Mode
+        public var seconds: Double
     }
-}
 
-/// What a translation did.
-public struct TranslationReport: Sendable, Codable, Equatable {
-    public var width: Int
-    public var height: Int
-    public var mode: TranslationOptions.Mode
-    public var seconds: Double
-}
+    /// Translates the image at `input` with `generator` and writes the result to
+    /// `output` (atomically: nothing appears there unless all went well).
+    ///
+    /// Images whose whole-image pass fits `options.memoryLimit` run in one piece;
+    /// larger ones run through `StreamedGenerator`, whose output is the same.
+    public static func translateFile(
+        input: String, output: String, generator: ResnetGenerator, options: Options = Options()
+    ) throws -> Report {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let compute = Compute(threads: options.threads)
+        let source = try ImageSource(path: input, options: options.load)
+        try source.decode()
+        let (h, w) = (source.height, source.width)
+        let template = try source.template()
+        let mode =
+            options.mode
+            ?? chooseMode(generator.architecture, height: h, width: w, limit: options.memoryLimit)
+        let sink = try ImageSink(
+            destination: output, width: w, height: h, template: template, options: options.save)
+        switch mode {
+        case .whole:
+            let x = Tensor(shape: [1, 3, h, w])
+            try source.readRows(y: 0, count: h, into: x.data)
+            let y = generator.forward(x, compute: compute)
+            try sink.writeRows(y: 0, count: h, from: y.data)
+        case .streamed:
+            let rows =
+                options.bandRows
+                ?? streamedBandRows(generator.architecture, height: h, width: w, options: options)
+            let executor = StreamedGenerator(
+                generator: generator, compute: compute, bandRows: rows, storesInMemory: false,
+                temporaryDirectory: temporaryDirectory(options.load.temporaryDirectory))
+            try executor.run(
+                height: h, width: w,
+                read: { y, n, into in try source.readRows(y: y, count: n, into: into) },
+                write: { y, n, from in try sink.writeRows(y: y, count: n, from: from) })
+        }
+        try sink.finish()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return Report(width: w, height: h, mode: mode, seconds: seconds)
+    }
 
-/// Translates the image at `input` with `generator` and writes the result to
-/// `output` (atomically: nothing appears there unless all went well).
-///
-/// Images whose whole-image pass fits `options.memoryLimit` run in one piece;
-/// larger ones run through `StreamedGenerator`, whose output is the same.
-public func translateFile(
-    input: String, output: String, generator: ResnetGenerator, options: TranslationOptions = TranslationOptions()
-) throws -> TranslationReport {
-    let start = DispatchTime.now().uptimeNanoseconds
-    let compute = Compute(threads: options.threads)
-    let source = try ImageSource(path: input, options: options.load)
-    try source.decode()
-    let (h, w) = (source.height, source.width)
-    let template = try source.template()
-    let mode = options.mode ?? chooseMode(generator.architecture, height: h, width: w, limit: options.memoryLimit)
-    let sink = try ImageSink(destination: output, width: w, height: h, template: template, options: options.save)
-    switch mode {
-    case .whole:
-        let x = Tensor(shape: [1, 3, h, w])
-        try source.readRows(y: 0, count: h, into: x.data)
-        let y = generator.forward(x, compute: compute)
-        try sink.writeRows(y: 0, count: h, from: y.data)
-    case .streamed:
-        let rows = options.bandRows ?? streamedBandRows(generator.architecture, height: h, width: w, options: options)
+    /// Runs `generator` on an in-memory image in streamed mode (tests and benchmarks
+    /// compare it with `ResnetGenerator.forward`).
+    public static func streamedForward(
+        _ generator: ResnetGenerator, _ x: Tensor, bandRows: Int, storesInMemory: Bool,
+        compute: Compute = Compute()
+    ) throws -> Tensor {
+        let h = x.shape[2]
+        let w = x.shape[3]
+        let y = Tensor(shape: [1, 3, h, w])
         let executor = StreamedGenerator(
-            generator: generator, compute: compute, bandRows: rows, storesInMemory: false,
-            temporaryDirectory: temporaryDirectory(options.load.temporaryDirectory))
+            generator: generator, compute: compute, bandRows: bandRows, storesInMemory: storesInMemory,
+            temporaryDirectory: temporaryDirectory(nil))
         try executor.run(
             height: h, width: w,
-            read: { y, n, into in try source.readRows(y: y, count: n, into: into) },
-            write: { y, n, from in try sink.writeRows(y: y, count: n, from: from) })
+            read: { row, n, into in
+                for c in 0..<3 { (into + c * n * w).update(from: x.data + (c * h + row) * w, count: n * w) }
+            },
+            write: { row, n, from in
+                for c in 0..<3 { (y.data + (c * h + row) * w).update(from: from + c * n * w, count: n * w) }
+            })
+        return y
     }
-    try sink.finish()
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    return TranslationReport(width: w, height: h, mode: mode, seconds: seconds)
-}
-
-/// Runs `generator` on an in-memory image in streamed mode (tests and benchmarks
-/// compare it with `ResnetGenerator.forward`).
-public func streamedForward(
-    _ generator: ResnetGenerator, _ x: Tensor, bandRows: Int, storesInMemory: Bool, compute: Compute = Compute()
-) throws -> Tensor {
-    let h = x.shape[2]
-    let w = x.shape[3]
-    let y = Tensor(shape: [1, 3, h, w])
-    let executor = StreamedGenerator(
-        generator: generator, compute: compute, bandRows: bandRows, storesInMemory: storesInMemory,
-        temporaryDirectory: temporaryDirectory(nil))
-    try executor.run(
-        height: h, width: w,
-        read: { row, n, into in
-            for c in 0..<3 { (into + c * n * w).update(from: x.data + (c * h + row) * w, count: n * w) }
-        },
-        write: { row, n, from in
-            for c in 0..<3 { (y.data + (c * h + row) * w).update(from: from + c * n * w, count: n * w) }
-        })
-    return y
 }
 
 /// Bytes a whole-image pass holds at its peak, per working-size pixel: the
@@ -110,20 +122,23 @@ func wholeImageBytes(_ a: GeneratorArchitecture, height: Int, width: Int) -> Int
     return wh * ww * perPixel + (64 << 20)
 }
 
-func chooseMode(_ a: GeneratorArchitecture, height: Int, width: Int, limit: Int) -> TranslationOptions.Mode {
+func chooseMode(_ a: GeneratorArchitecture, height: Int, width: Int, limit: Int)
+    -> ImageTranslation.Options.Mode
+{
     wholeImageBytes(a, height: height, width: width) <= limit ? .whole : .streamed
 }
 
 /// The tallest bands (a multiple of 4 rows, at least 4) whose working set fits
 /// the limit, after the decoded input and output spools.
 func streamedBandRows(
-    _ a: GeneratorArchitecture, height: Int, width: Int, options: TranslationOptions
+    _ a: GeneratorArchitecture, height: Int, width: Int, options: ImageTranslation.Options
 ) -> Int {
     let threads = Compute(threads: options.threads).threads
     var rows = 256
     while rows > 4
         && StreamedGenerator.estimatedBytes(
-            architecture: a, height: height, width: width, bandRows: rows, storesInMemory: false, threads: threads)
+            architecture: a, height: height, width: width, bandRows: rows, storesInMemory: false,
+            threads: threads)
             + height * width * 8 > options.memoryLimit
     {
         rows /= 2

@@ -10,10 +10,11 @@
 /// ourselves lets us name the kernel family first (`OPENBLAS_CORETYPE`, only
 /// when the user has not set it) from the CPU's own feature flags.
 enum BLAS {
-    private typealias SGEMM = @convention(c) (
-        Int32, Int32, Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
-        UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32
-    ) -> Void
+    private typealias SGEMM =
+        @convention(c) (
+            Int32, Int32, Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
+            UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32
+        ) -> Void
     private typealias SetThreads = @convention(c) (Int32) -> Void
     private typealias CoreName = @convention(c) () -> UnsafePointer<CChar>?
 
@@ -32,7 +33,9 @@ enum BLAS {
             if handle != nil { break }
         }
         guard let handle, let sgemm = dlsym(handle, "cblas_sgemm") else {
-            fatalError("cyclegand needs OpenBLAS (Debian: apt-get install libopenblas0-pthread): \(String(cString: dlerror()))")
+            fatalError(
+                "cyclegand needs OpenBLAS (Debian: apt-get install libopenblas0-pthread): \(String(cString: dlerror()))"
+            )
         }
         // The kernels split the work themselves and call OpenBLAS from each worker.
         if let set = dlsym(handle, "openblas_set_num_threads") {

@@ -51,7 +51,9 @@ public struct Conv2D: @unchecked Sendable {
     }
 
     public init(weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic) {
-        precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3], "conv weight must be [Cout,Cin,k,k]: \(weight.shape)")
+        precondition(
+            weight.rank == 4 && weight.shape[2] == weight.shape[3],
+            "conv weight must be [Cout,Cin,k,k]: \(weight.shape)")
         outChannels = weight.shape[0]
         inChannels = weight.shape[1]
         kernel = weight.shape[2]
@@ -85,7 +87,8 @@ public struct Conv2D: @unchecked Sendable {
             for co in 0..<outChannels {
                 for ci in 0..<inChannels {
                     for tap in 0..<kk {
-                        t.data[(tap * outChannels + co) * inChannels + ci] = weight.data[(co * inChannels + ci) * kk + tap]
+                        t.data[(tap * outChannels + co) * inChannels + ci] =
+                            weight.data[(co * inChannels + ci) * kk + tap]
                     }
                 }
             }
@@ -248,7 +251,8 @@ enum GatherGEMM {
                 BLAS.sgemm(
                     m: outChannels, n: n, k: kdim, a: weight, lda: kdim, b: col, ldb: n, c: c, ldc: ldc,
                     accumulate: bias != nil)
-                if let staging, case .phase(let rowStep, let colStep, let firstRow, let firstCol, let width) = placement {
+                if let staging, case .phase(let rowStep, let colStep, let firstRow, let firstCol, let width) = placement
+                {
                     for co in 0..<outChannels {
                         let src = staging + co * n
                         let plane = output + co * outStride

@@ -25,7 +25,8 @@ public struct ConvTranspose2D: @unchecked Sendable {
 
     /// `weight` is PyTorch's [Cin, Cout, k, k].
     public init(weight: Tensor, bias: Tensor?, stride: Int, padding: Int, outputPadding: Int) {
-        precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3], "weight must be [Cin,Cout,k,k]: \(weight.shape)")
+        precondition(
+            weight.rank == 4 && weight.shape[2] == weight.shape[3], "weight must be [Cin,Cout,k,k]: \(weight.shape)")
         inChannels = weight.shape[0]
         outChannels = weight.shape[1]
         kernel = weight.shape[2]
@@ -73,7 +74,8 @@ public struct ConvTranspose2D: @unchecked Sendable {
         let w = x.shape[x.rank - 1]
         let (oh, ow) = outputSize(height: h, width: w)
         let y = Tensor(shape: [1, outChannels, oh, ow])
-        forward(Planes(x), inputHeight: h, inputWidth: w, inputRowBase: 0, outRows: 0..<oh, into: y.data, compute: compute)
+        forward(
+            Planes(x), inputHeight: h, inputWidth: w, inputRowBase: 0, outRows: 0..<oh, into: y.data, compute: compute)
         return y
     }
 
@@ -84,7 +86,8 @@ public struct ConvTranspose2D: @unchecked Sendable {
         _ input: Planes, inputHeight: Int, inputWidth: Int, inputRowBase: Int, outRows: Range<Int>,
         into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
-        precondition(input.channels == inChannels, "transposed conv expects \(inChannels) channels, got \(input.channels)")
+        precondition(
+            input.channels == inChannels, "transposed conv expects \(inChannels) channels, got \(input.channels)")
         let (_, ow) = outputSize(height: inputHeight, width: inputWidth)
         let bandHeight = outRows.count
         for phase in phases {

@@ -62,7 +62,8 @@ private func safetensors(in folder: String, matching keep: (String) -> Bool) -> 
     func discriminatorMatchesPyTorch(_ url: URL) throws {
         let f = try SafeTensorsFile.open(url)
         let layers = try #require(f.metadata["layers"])
-        let weights = try loadStateDict(url.deletingLastPathComponent().appendingPathComponent("nlayer\(layers)_discriminator.pth"))
+        let weights = try loadStateDict(
+            url.deletingLastPathComponent().appendingPathComponent("nlayer\(layers)_discriminator.pth"))
         let d = try PatchDiscriminator(weights: weights)
         #expect(d.architecture.layers == Int(layers))
         let y = d.forward(try #require(f["input"]), compute: compute)

@@ -50,7 +50,8 @@ import Testing
             #expect(y.maxAbsDifference(expected) == 0)
         case "instance_norm":
             let y = x.copy()
-            y.instanceNorm(eps: Float(f.metadata["eps"] ?? "") ?? 1e-5, gamma: f["weight"], beta: f["bias"], compute: compute)
+            y.instanceNorm(
+                eps: Float(f.metadata["eps"] ?? "") ?? 1e-5, gamma: f["weight"], beta: f["bias"], compute: compute)
             #expect(y.maxAbsDifference(expected) < Self.tolerance)
         case "relu":
             let y = x.copy()
@@ -78,8 +79,10 @@ import Testing
         let weight = Tensor.random([c, c, 3, 3], seed: 2, scale: 0.1)
         let bias = Tensor.random([c], seed: 3)
         let padding: Padding = h > 1 && w > 1 ? .reflect(1) : .zero(1)
-        let direct = Conv2D(weight: weight, bias: bias, stride: 1, algorithm: .im2col)(x, padding: padding, compute: compute)
-        let fast = Conv2D(weight: weight, bias: bias, stride: 1, algorithm: .winograd)(x, padding: padding, compute: compute)
+        let direct = Conv2D(weight: weight, bias: bias, stride: 1, algorithm: .im2col)(
+            x, padding: padding, compute: compute)
+        let fast = Conv2D(weight: weight, bias: bias, stride: 1, algorithm: .winograd)(
+            x, padding: padding, compute: compute)
         #expect(fast.maxAbsDifference(direct) < Self.tolerance)
     }
 
