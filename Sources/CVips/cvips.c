@@ -48,6 +48,9 @@ int cvips_save_to_descriptor(VipsImage *in, int fd, const char *suffix, int qual
     g_object_set(op, "in", in, "target", target, NULL);
     if (quality > 0 && g_object_class_find_property(G_OBJECT_GET_CLASS(op), "Q"))
         g_object_set(op, "Q", quality, NULL);
+    // A file saver picks AV1 from a ".avif" name; a target saver has no name.
+    if (g_ascii_strcasecmp(suffix, ".avif") == 0 && g_object_class_find_property(G_OBJECT_GET_CLASS(op), "compression"))
+        g_object_set(op, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, NULL);
     int result = vips_cache_operation_buildp(&op);
     vips_object_unref_outputs(VIPS_OBJECT(op));
     g_object_unref(op);

@@ -93,7 +93,7 @@ enum AtomicFile {
             throw ImagingError(
                 .writeFailed, path: destination, reason: "cannot create a file in \(directory): \(String(cString: strerror(errno)))")
         }
-        let temporary = String(cString: template)
+        let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         var closed = false
         do {
             fchmod(fd, 0o644)

@@ -91,6 +91,9 @@ import Testing
         let loader = try VipsCLI.loader(output) ?? "none"
         let expectedLoader = ["jpg": "jpegload", "tif": "tiffload", "avif": "heifload", "heic": "heifload"][suffix] ?? suffix + "load"
         #expect(loader.hasPrefix(expectedLoader), "wrote \(loader) for \(suffix)")
+        if expectedLoader == "heifload" {
+            #expect(try VipsCLI.field(output, "heif-compression") == (suffix == "avif" ? "av1" : "hevc"))
+        }
         let written = try VipsCLI.raw(output)
         #expect(written.bands == 3)
         if lossless {

@@ -75,3 +75,34 @@ import Testing
         #expect(samples == Array(repeating: 32768, count: 6))  // 32767.5 ties to even
     }
 }
+
+@Suite struct EdgeSizeTests {
+    @Test(arguments: [(1, 1), (4097, 3), (3, 4097), (2, 1)])
+    func oddSizesRoundTripExactly(width: Int, height: Int) throws {
+        let scratch = try Scratch()
+        let input = scratch.file("in.png")
+        try VipsCLI.vips("gaussnoise", scratch.file("n.v"), "\(width)", "\(height)", "--mean", "128", "--sigma", "80")
+        try VipsCLI.vips("bandjoin", "\(scratch.file("n.v")) \(scratch.file("n.v")) \(scratch.file("n.v"))", scratch.file("n3.v"))
+        try VipsCLI.vips("cast", scratch.file("n3.v"), scratch.file("n8.v"), "uchar")
+        try VipsCLI.vips("copy", scratch.file("n8.v"), input, "--interpretation", "srgb")
+        let image = try ImageFile.load(input)
+        #expect(image.tensor.shape == [1, 3, height, width])
+        try ImageFile.save(image.tensor, to: scratch.file("out.png"), template: image.template)
+        #expect(maxDifference(try VipsCLI.raw(scratch.file("out.png")).bytes, try VipsCLI.raw(input).bytes) == 0)
+    }
+
+    @Test func sixteenBitGreyGivesSixteenBitRGB() throws {
+        let scratch = try Scratch()
+        try VipsCLI.vips("linear", Fixtures.path("grey.png"), scratch.file("g.v"), "256", "11")
+        try VipsCLI.vips("cast", scratch.file("g.v"), scratch.file("g16.v"), "ushort")
+        try VipsCLI.vips("copy", scratch.file("g16.v"), scratch.file("g16.png"), "--interpretation", "grey16")
+        let image = try ImageFile.load(scratch.file("g16.png"))
+        #expect(image.template.bitDepth == 16)
+        try ImageFile.save(image.tensor, to: scratch.file("out.png"), template: image.template)
+        #expect(try VipsCLI.field(scratch.file("out.png"), "bands") == "3")
+        #expect(try VipsCLI.field(scratch.file("out.png"), "format")?.contains("USHORT") == true)
+        let grey = try VipsCLI.raw(scratch.file("g16.png")).bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+        let rgb = try VipsCLI.raw(scratch.file("out.png")).bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+        #expect(grey.indices.allSatisfy { rgb[$0 * 3] == grey[$0] && rgb[$0 * 3 + 2] == grey[$0] })
+    }
+}
