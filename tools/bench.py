@@ -7,6 +7,8 @@ Sections (each a function in SECTIONS; `--only NAME[,NAME]` runs some of them):
             count; median and min of --repeat runs after one warm-up; GFLOP/s and ratios.
   process   whole-process wall time and peak RSS (/usr/bin/time -v) of
             `cyclegand translate` against tools/torch_translate.py on a 1024² photo.
+  socket    control socket: ping round trip p50/p99 at idle, and a 256² translate through the
+            daemon's socket against the in-process forward (`cyclegand bench`), with the ratio.
 
 Prints each table and writes them all as markdown to bench/out/results.md.
 `make bench` runs it in .venv; by hand:
@@ -280,7 +282,88 @@ def section_process(ctx: Context) -> Section:
     return Section("Whole process: translate one 1024² image", ["program", "wall s", "peak RSS MiB"], rows, notes)
 
 
-SECTIONS = {"forward": section_forward, "process": section_process}
+# ---------------------------------------------------------------------------
+# socket: the control socket's overhead (added by the control-socket work)
+# ---------------------------------------------------------------------------
+
+
+def section_socket(ctx: Context) -> Section:
+    """Ping round trips at idle, and a 256² translate through the socket against the forward
+    pass alone (`cyclegand bench`), on a daemon started here with the same weights."""
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "plugins" / "gimp" / "cyclegand"))
+    import cyclegand_client
+
+    title = "Control socket: ping and a 256² translate through the daemon"
+    headers = ["measure", "p50 ms", "p99 ms", "ratio"]
+    if not ctx.binary.is_file():
+        return Section(title, headers, [], [f"{ctx.binary} not found (run `make build`)"])
+    work = Path(tempfile.mkdtemp(prefix="cyclegand-bench-"))
+    daemon = None
+    try:
+        models, sock = work / "models", work / "cyclegand.sock"
+        subprocess.run(
+            [str(ctx.binary), "import", str(ctx.weights), "--name", "bench", "--domains", "modern,vintage",
+             "--as", "G_A", "--models-dir", str(models)], check=True, capture_output=True)
+        daemon = subprocess.Popen(
+            [str(ctx.binary), "serve", "--root", str(work / "spool"), "--models-dir", str(models), "--socket", str(sock),
+             "--threads", str(ctx.threads), "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while not sock.exists():
+            if time.time() > deadline or daemon.poll() is not None:
+                return Section(title, headers, [], ["the daemon did not open its socket"])
+            time.sleep(0.05)
+
+        client = cyclegand_client.Client(str(sock))
+        for _ in range(200):
+            client.ping()
+        pings = []
+        for _ in range(5000):
+            start = time.perf_counter()
+            client.ping()
+            pings.append(time.perf_counter() - start)
+        pings.sort()
+        p50, p99 = pings[len(pings) // 2], pings[int(len(pings) * 0.99)]
+
+        image = photo(ctx, 256).read_bytes()
+        client.translate_bytes(image, "modern2vintage", name="photo.png")  # warm-up: loads the model
+        inline = []
+        for _ in range(max(ctx.repeat, 5)):
+            start = time.perf_counter()
+            client.translate_bytes(image, "modern2vintage", name="photo.png")
+            inline.append(time.perf_counter() - start)
+        inline.sort()
+        client.shutdown()
+        daemon.wait(timeout=60)
+        daemon = None
+
+        forward, reason = cyclegand_forward(Context(ctx.binary, ctx.weights, ctx.threads, ctx.repeat, [256], ctx.out))
+        in_process = forward.get(256)
+        socket_median = statistics.median(inline)
+        rows = [
+            ["ping round trip (Python client, idle)", f"{p50 * 1e3:.3f}", f"{p99 * 1e3:.3f}", ""],
+            ["translate 256² PNG inline via socket", f"{socket_median * 1e3:.1f}", f"{inline[-1] * 1e3:.1f}",
+             ratio(socket_median, in_process)],
+            ["forward 256² in process (cyclegand bench)", f"{in_process * 1e3:.1f}" if in_process else "n/a",
+             "", "1.00×" if in_process else "n/a"],
+        ]
+        notes = [
+            f"5000 pings on one connection after 200 warm-up; translate: median and max of {len(inline)} after one warm-up",
+            "the socket time includes PNG decode and encode and the daemon's scratch files; the ratio is socket / in-process forward",
+        ]
+        if reason:
+            notes.append(f"in-process forward not available: {reason}")
+        return Section(title, headers, rows, notes)
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+SECTIONS = {"forward": section_forward, "process": section_process, "socket": section_socket}
 
 
 def machine_summary(ctx: Context) -> str:

@@ -7,7 +7,7 @@ import Foundation
 /// Why the control socket could not be set up, in words that say what to do.
 public struct ControlSetupError: Error, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// The control socket's file, created so that it is never reachable with a wider mode than asked

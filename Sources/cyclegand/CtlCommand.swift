@@ -318,8 +318,8 @@ extension CtlCommand {
                     }
                     while true {
                         let event = try client.readReply()
-                        if options.printRaw(event) { continue }
-                        print(Self.describe(event.json))
+                        // One line per event, flushed at once (stdout may be a pipe).
+                        printLine(options.json ? event.line : Data(Self.describe(event.json).utf8))
                     }
                 } catch let failure as CtlFailure {
                     throw failure
