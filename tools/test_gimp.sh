@@ -37,7 +37,7 @@ DIRECTION=photo2test
 vips crop examples/images/"$(ls examples/images | grep -iE '\.(jpe?g|png)$' | head -n 1)" "$WORK/input.png" 0 0 96 64
 
 "$BIN" import "$GENERATOR" --name gimptest --domains photo,test --as G_A --models-dir "$WORK/models" >/dev/null
-"$BIN" translate "$WORK/input.png" "$WORK/reference.png" --weights "$GENERATOR" >/dev/null
+"$BIN" translate "$WORK/input.png" "$WORK/reference.png" --direction "$DIRECTION" --models-dir "$WORK/models" >/dev/null
 
 "$BIN" serve --root "$WORK/spool" --models-dir "$WORK/models" --socket "$WORK/cyclegand.sock" \
     --log-level warning >"$WORK/daemon.log" 2>&1 &
