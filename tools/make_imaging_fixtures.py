@@ -95,7 +95,8 @@ def main() -> None:
     exif[0x010F] = "cyclegand-test-camera"
     xmp = (
         b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:source="cyclegand-test-xmp"/>'
+        b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+        b' dc:source="cyclegand-test-xmp" tiff:Orientation="6"/>'
         b"</rdf:RDF></x:xmpmeta>"
     )
     Image.fromarray(stored_for(6, upright), "RGB").save(OUT / "metadata.jpg", quality=95, exif=exif, xmp=xmp)

@@ -61,7 +61,7 @@ struct DecodePipeline {
 
         let upright = try loaded.derive(path: path, .corrupt, "autorotate") { cvips_autorot($0, $1) }
         let sixteen = upright.format == VIPS_FORMAT_USHORT || upright.format == VIPS_FORMAT_SHORT
-        var metadata = ImageMetadata(exif: loaded.blob("exif-data"), xmp: loaded.blob("xmp-data"))
+        var metadata = ImageMetadata(exif: loaded.blob("exif-data"), xmp: loaded.blob("xmp-data").map(XMP.uprighted))
         metadata.xres = vips_image_get_xres(upright.pointer)
         metadata.yres = vips_image_get_yres(upright.pointer)
 
@@ -107,5 +107,23 @@ struct DecodePipeline {
             throw ImagingError(.unreadable, path: path, reason: "not a regular file")
         }
         guard info.st_size > 0 else { throw ImagingError(.unreadable, path: path, reason: "the file is empty") }
+    }
+}
+
+/// XMP packets may repeat the orientation (`tiff:Orientation`), and some
+/// viewers honour it; the pixels are upright, so it is set to 1 like EXIF's.
+enum XMP {
+    static func uprighted(_ packet: [UInt8]) -> [UInt8] {
+        var text = String(decoding: packet, as: UTF8.self)
+        guard text.contains("tiff:Orientation") else { return packet }
+        let rules = [
+            (#"tiff:Orientation\s*=\s*"[0-9]""#, #"tiff:Orientation="1""#),
+            (#"<tiff:Orientation>\s*[0-9]\s*</tiff:Orientation>"#, "<tiff:Orientation>1</tiff:Orientation>"),
+        ]
+        for (pattern, upright) in rules {
+            guard let regex = try? Regex(pattern) else { continue }
+            text = text.replacing(regex, with: upright)
+        }
+        return Array(text.utf8)
     }
 }

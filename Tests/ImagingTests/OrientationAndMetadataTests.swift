@@ -45,6 +45,8 @@ import Testing
             if suffix != "png" {
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: output))
                 #expect(bytes.range(of: Data("cyclegand-test-xmp".utf8)) != nil, "\(suffix) keeps the XMP packet")
+                #expect(bytes.range(of: Data(#"tiff:Orientation="1""#.utf8)) != nil, "\(suffix): XMP orientation reset")
+                #expect(bytes.range(of: Data(#"tiff:Orientation="6""#.utf8)) == nil, "\(suffix): XMP orientation reset")
             }
             if suffix != "tif" {
                 #expect(header.contains("cyclegand-test-camera"), "\(suffix) keeps EXIF")
