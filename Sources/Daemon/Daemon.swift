@@ -108,11 +108,9 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         }
         try takeSpoolLock()
         let recovery = spool.recover(keepOriginals: config.keepOriginals)
-        if recovery.requeue.count + recovery.completed.count + recovery.failed.count + recovery.orphans.count > 0
-            || recovery.temporariesRemoved > 0
-        {
+        if recovery.requeue.count + recovery.completed.count + recovery.failed.count + recovery.orphans.count > 0 {
             log.notice(
-                "recovered work/: \(recovery.requeue.count) re-queued, \(recovery.completed.count) already translated, \(recovery.failed.count) failed, \(recovery.orphans.count) orphans, \(recovery.temporariesRemoved) temporary outputs removed"
+                "recovered work/: \(recovery.requeue.count) re-queued, \(recovery.completed.count) already translated, \(recovery.failed.count) failed, \(recovery.orphans.count) orphans"
             )
         }
         reloadModels(reason: "start")
@@ -252,7 +250,7 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         var temporary: String?
         do {
             if job.cancel.isCancelled { throw DaemonError(.cancelled, "cancelled before it started") }
-            let temp = try spool.temporaryOutput(for: item, outputName: outputName)
+            let temp = spool.temporaryOutput(for: item, outputName: outputName)
             temporary = temp
             let result = try translate(
                 input: item.input, output: temp, direction: item.direction, options: options, cancel: job.cancel)

@@ -60,7 +60,7 @@ public final class Spool: Sendable {
     public let root: String
     let version: String
     static let journalName = ".job.json"
-    /// Prefix of the hidden temporary outputs in outbox/; swept at start.
+    /// Prefix of the hidden temporary name beside an interactive request's output.
     static let tempPrefix = ".cyclegand-"
 
     private let ids = IDGenerator()
@@ -142,13 +142,13 @@ public final class Spool: Sendable {
 
     // MARK: Output
 
-    /// Where the translator writes before the result becomes visible: a hidden name in the
-    /// output's folder (same file system, so the final step is a link or rename).
-    public func temporaryOutput(for item: WorkItem, outputName: String) throws -> String {
-        let folder = outputFolder(item)
-        try FS.makeDirectories(folder)
+    /// Where the translator writes: a hidden name inside the job's work folder. work/ and
+    /// outbox/ share the spool's file system, so the result becomes visible with one link; and
+    /// whatever a killed translator leaves behind (its own temporaries too) goes with the work
+    /// folder, never into the outbox.
+    public func temporaryOutput(for item: WorkItem, outputName: String) -> String {
         let ext = (outputName as NSString).pathExtension
-        return folder + "/" + Spool.tempPrefix + item.id + (ext.isEmpty ? "" : "." + ext)
+        return item.directory + "/.output" + (ext.isEmpty ? "" : "." + ext)
     }
 
     func outputFolder(_ item: WorkItem) -> String {
@@ -167,6 +167,7 @@ public final class Spool: Sendable {
             throw DaemonError(.writeFailed, "the translated image \(temporary) vanished before it was committed")
         }
         let folder = outputFolder(item)
+        try FS.makeDirectories(folder)
         let sub = (item.relativePath as NSString).deletingLastPathComponent
         var record = try readJournal(item)
         for attempt in 0..<10_000 {
@@ -255,15 +256,12 @@ public final class Spool: Sendable {
         public var failed: [WorkItem] = []
         /// Files in work/ without a journal (only after a power loss): moved to failed/unknown/.
         public var orphans: [String] = []
-        /// Hidden temporary outputs removed from outbox/.
-        public var temporariesRemoved = 0
     }
 
     /// Brings work/ and outbox/ back to a consistent state after any kind of stop. Call before
     /// anything else touches the spool.
     public func recover(keepOriginals: Bool) -> Recovery {
         var recovery = Recovery()
-        recovery.temporariesRemoved = sweepTemporaries(root + "/outbox")
         for id in FS.list(workRoot).sorted() where !id.hasPrefix(".") {
             let directory = workRoot + "/" + id
             guard FS.isDirectory(directory) else { continue }
@@ -296,6 +294,10 @@ public final class Spool: Sendable {
                 continue
             }
             if FS.isRegularFile(item.input) {
+                // Translate from scratch: drop a half-written output and the translator's temporaries.
+                for name in FS.list(directory) where name != item.name && name != Spool.journalName {
+                    try? FileManager.default.removeItem(atPath: directory + "/" + name)
+                }
                 recovery.requeue.append(item)
             } else {
                 // Claimed but the file never moved in (it is still in the inbox), or already
@@ -308,20 +310,6 @@ public final class Spool: Sendable {
             try? FileManager.default.removeItem(atPath: workRoot + "/" + name)
         }
         return recovery
-    }
-
-    private func sweepTemporaries(_ folder: String) -> Int {
-        var removed = 0
-        for name in FS.list(folder) {
-            let path = folder + "/" + name
-            if name.hasPrefix(Spool.tempPrefix) && FS.isRegularFile(path) {
-                FS.remove(path)
-                removed += 1
-            } else if FS.isDirectory(path) {
-                removed += sweepTemporaries(path)
-            }
-        }
-        return removed
     }
 
     private func adoptOrphans(in directory: String) -> [String] {
@@ -361,9 +349,11 @@ public final class Spool: Sendable {
         throw DaemonError(.writeFailed, "no free name for \(name) in \(folder)")
     }
 
+    /// Removes the work folder. The journal goes first: a crash half-way leaves a folder
+    /// without a journal, which start-up clears (or adopts, if it still holds an original).
     private func discard(_ item: WorkItem) {
         FS.remove(item.journalPath)
-        rmdir(item.directory)
+        try? FileManager.default.removeItem(atPath: item.directory)
     }
 
     func readJournal(_ item: WorkItem) throws -> JobRecord {

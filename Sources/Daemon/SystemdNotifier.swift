@@ -26,8 +26,9 @@ public struct SystemdNotifier: Sendable {
 
     public var isActive: Bool { socketPath != nil }
 
-    /// Sends `message` (newline-separated `KEY=value` lines). Errors are ignored: a daemon must
-    /// not die because its supervisor's socket went away.
+    /// Sends `message` (newline-separated `KEY=value` lines). Never blocks (a full receive queue
+    /// drops the message) and ignores errors: a daemon must not stall or die because its
+    /// supervisor is slow or gone.
     @discardableResult
     public func notify(_ message: String) -> Bool {
         guard let socketPath else { return false }
@@ -47,7 +48,7 @@ public struct SystemdNotifier: Sendable {
         let bytes = Array(message.utf8)
         let sent = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                sendto(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL), sa, length)
+                sendto(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), sa, length)
             }
         }
         return sent == bytes.count

@@ -21,7 +21,7 @@ import Testing
     /// Writes a temporary output and commits it, as a worker does.
     func translate(_ item: WorkItem, name: String? = nil, policy: ConflictPolicy = .rename) throws -> String {
         let outName = name ?? item.name
-        let temp = try spool.temporaryOutput(for: item, outputName: outName)
+        let temp = spool.temporaryOutput(for: item, outputName: outName)
         try Data("out of \(item.relativePath)".utf8).write(to: URL(fileURLWithPath: temp))
         return try spool.commitOutput(item, temporary: temp, outputName: outName, policy: policy)
     }
@@ -90,24 +90,25 @@ import Testing
         #expect(FS.list(spool.workRoot).isEmpty)
     }
 
-    @Test func crashBetweenJournalAndRenameTranslatesAgainAndSweepsTheTemporary() throws {
+    @Test func crashBetweenJournalAndLinkTranslatesAgainFromScratch() throws {
         let item = try claimed("a.jpg")
-        let temp = try spool.temporaryOutput(for: item, outputName: "a.jpg")
-        dir.write("outbox/a2b/" + (temp as NSString).lastPathComponent, "half")
+        let temp = spool.temporaryOutput(for: item, outputName: "a.jpg")
+        try Data("half".utf8).write(to: URL(fileURLWithPath: temp))
+        try Data("translator's own temporary".utf8).write(to: URL(fileURLWithPath: item.directory + "/..output.tmp-x1"))
         var record = try spool.readJournal(item)
         record.output = .init(relativePath: "a.jpg", identity: try #require(FS.identity(temp)))
         try spool.writeJournal(record, item)
         // The journal names a.jpg, but the link never happened.
         let recovery = spool.recover(keepOriginals: false)
         #expect(recovery.requeue.map(\.id) == [item.id])
-        #expect(recovery.temporariesRemoved == 1)
         #expect(dir.files("outbox").isEmpty)
+        #expect(FS.list(item.directory).sorted() == [Spool.journalName, "a.jpg"])
     }
 
     @Test func aForeignFileWithTheRecordedNameIsNotMistakenForOurs() throws {
         let item = try claimed("a.jpg")
-        let temp = try spool.temporaryOutput(for: item, outputName: "a.jpg")
-        dir.write("outbox/a2b/" + (temp as NSString).lastPathComponent, "ours")
+        let temp = spool.temporaryOutput(for: item, outputName: "a.jpg")
+        try Data("ours".utf8).write(to: URL(fileURLWithPath: temp))
         var record = try spool.readJournal(item)
         record.output = .init(relativePath: "a.jpg", identity: try #require(FS.identity(temp)))
         try spool.writeJournal(record, item)
