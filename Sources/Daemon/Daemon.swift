@@ -104,7 +104,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         do {
             try spool.prepare()
         } catch {
-            throw DaemonError(.internal, "cannot create the spool under \(config.root): \(error). Check --root and its permissions.")
+            throw DaemonError(
+                .internal, "cannot create the spool under \(config.root): \(error). Check --root and its permissions.")
         }
         try takeSpoolLock()
         let recovery = spool.recover(keepOriginals: config.keepOriginals)
@@ -114,7 +115,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             )
         }
         reloadModels(reason: "start")
-        let watcher = Watcher(inboxRoot: spool.inboxRoot, modelsDir: catalog.modelsDirectory?.path) { [weak self] event in
+        let watcher = Watcher(inboxRoot: spool.inboxRoot, modelsDir: catalog.modelsDirectory?.path) {
+            [weak self] event in
             self?.watcherEvent(event)
         }
         try watcher.start()
@@ -137,7 +139,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         guard fd >= 0 else { throw DaemonError(.internal, "cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw DaemonError(.busy, "another cyclegand is already using the spool \(spool.root); stop it or choose another --root")
+            throw DaemonError(
+                .busy, "another cyclegand is already using the spool \(spool.root); stop it or choose another --root")
         }
         let pid = "\(getpid())\n"
         _ = ftruncate(fd, 0)
@@ -198,7 +201,9 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
 
     private func submit(_ item: WorkItem) {
         scheduler.submit(
-            .init(id: item.id, priority: .watch, direction: item.direction, label: item.relativePath, payload: .watch(item)))
+            .init(
+                id: item.id, priority: .watch, direction: item.direction, label: item.relativePath,
+                payload: .watch(item)))
         updateStatus()
     }
 
@@ -254,7 +259,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             temporary = temp
             let result = try translate(
                 input: item.input, output: temp, direction: item.direction, options: options, cancel: job.cancel)
-            let written = try spool.commitOutput(item, temporary: temp, outputName: outputName, policy: config.onConflict)
+            let written = try spool.commitOutput(
+                item, temporary: temp, outputName: outputName, policy: config.onConflict)
             temporary = nil
             try spool.finish(item, keepOriginal: config.keepOriginals)
             lock.withLock { processed += 1 }
@@ -263,7 +269,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             )
             hub.publish(
                 DaemonEvent(
-                    kind: .imageDone, jobId: item.id, jobKind: .watch, direction: item.direction, input: item.relativePath,
+                    kind: .imageDone, jobId: item.id, jobKind: .watch, direction: item.direction,
+                    input: item.relativePath,
                     output: spool.outbox(item.direction) + "/" + written, width: result.width, height: result.height,
                     milliseconds: result.milliseconds))
         } catch {
@@ -276,13 +283,15 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         lock.withLock { failedCount += 1 }
         do {
             let path = try spool.fail(item, error: error)
-            log.warning("\(item.direction) \(item.relativePath) failed (\(error.code.rawValue)): \(error.message) -> \(path)")
+            log.warning(
+                "\(item.direction) \(item.relativePath) failed (\(error.code.rawValue)): \(error.message) -> \(path)")
         } catch {
             log.error("\(item.direction) \(item.relativePath) failed and could not be moved to failed/: \(error)")
         }
         hub.publish(
             DaemonEvent(
-                kind: .imageFailed, jobId: item.id, jobKind: .watch, direction: item.direction, input: item.relativePath,
+                kind: .imageFailed, jobId: item.id, jobKind: .watch, direction: item.direction,
+                input: item.relativePath,
                 error: error))
     }
 
@@ -312,7 +321,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             )
             hub.publish(
                 DaemonEvent(
-                    kind: .imageDone, jobId: entry.id, jobKind: .interactive, direction: reply.direction, input: entry.label,
+                    kind: .imageDone, jobId: entry.id, jobKind: .interactive, direction: reply.direction,
+                    input: entry.label,
                     output: reply.output, width: reply.width, height: reply.height, milliseconds: reply.milliseconds))
             job.resolve(.success(reply))
         } catch {
@@ -323,13 +333,16 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             )
             hub.publish(
                 DaemonEvent(
-                    kind: .imageFailed, jobId: entry.id, jobKind: .interactive, direction: entry.direction, input: entry.label,
+                    kind: .imageFailed, jobId: entry.id, jobKind: .interactive, direction: entry.direction,
+                    input: entry.label,
                     error: e))
             job.resolve(.failure(e))
         }
     }
 
-    private func runInteractive(_ request: TranslateRequest, id: String, cancel: CancellationFlag) throws -> TranslateReply {
+    private func runInteractive(_ request: TranslateRequest, id: String, cancel: CancellationFlag) throws
+        -> TranslateReply
+    {
         let config = currentConfig
         guard lock.withLock({ scan.directions.contains { $0.name == request.direction } }) else {
             throw DaemonError(.notFound, "no model offers the direction \"\(request.direction)\"")
@@ -349,7 +362,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         let configured = request.format ?? config.outputFormat
         let format: OutputFormat
         if let output = request.output, configured == .same {
-            format = OutputNaming.format(forExtension: (output as NSString).pathExtension)
+            format =
+                OutputNaming.format(forExtension: (output as NSString).pathExtension)
                 ?? OutputNaming.resolve(inputName: input, configured: .same).0
         } else {
             format = OutputNaming.resolve(inputName: input, configured: configured).0
@@ -363,7 +377,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             let folder = (output as NSString).deletingLastPathComponent
             let temp = (folder.isEmpty ? "." : folder) + "/" + Spool.tempPrefix + id + "." + ext
             do {
-                let result = try translate(input: input, output: temp, direction: request.direction, options: options, cancel: cancel)
+                let result = try translate(
+                    input: input, output: temp, direction: request.direction, options: options, cancel: cancel)
                 try FS.fsyncPath(temp)
                 if request.overwrite == true {
                     try FS.rename(temp, output)
@@ -380,7 +395,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             }
         }
         let out = scratch + "/output." + ext
-        let result = try translate(input: input, output: out, direction: request.direction, options: options, cancel: cancel)
+        let result = try translate(
+            input: input, output: out, direction: request.direction, options: options, cancel: cancel)
         guard let bytes = FileManager.default.contents(atPath: out) else {
             throw DaemonError(.internal, "the translator reported success but wrote no \(out)")
         }
@@ -515,7 +531,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         for job in snapshot.queued where job.priority == .watch { counts[job.direction, default: 0] += 1 }
         let queues = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let (done, failed) = lock.withLock { (processed, failedCount) }
-        return "queued: \(queues.isEmpty ? "no directions" : queues); running \(snapshot.running.count); done \(done), failed \(failed)"
+        return
+            "queued: \(queues.isEmpty ? "no directions" : queues); running \(snapshot.running.count); done \(done), failed \(failed)"
     }
 
     private func updateStatus() {
@@ -539,7 +556,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             log.notice("\(signalName) again: exiting now; unfinished images stay in work/ for the next start")
             exit(0)
         }
-        log.notice("\(signalName): finishing the current image (up to \(Int(currentConfig.stopTimeout)) s), then exiting")
+        log.notice(
+            "\(signalName): finishing the current image (up to \(Int(currentConfig.stopTimeout)) s), then exiting")
         beginStop()
     }
 
@@ -559,13 +577,15 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             lock.withLock { pendingModelReload?.cancel() }
             for job in scheduler.stop() {
                 if case .interactive(let request) = job.payload {
-                    request.resolve(.failure(DaemonError(.shuttingDown, "the daemon is stopping; try again after it restarts")))
+                    request.resolve(
+                        .failure(DaemonError(.shuttingDown, "the daemon is stopping; try again after it restarts")))
                 }
                 // Watch jobs stay in work/ and are re-queued at the next start.
             }
             let deadline = Date().addingTimeInterval(currentConfig.stopTimeout)
             if !scheduler.waitIdle(until: deadline) {
-                log.warning("the current image did not finish in time; it stays in work/ and is translated at the next start")
+                log.warning(
+                    "the current image did not finish in time; it stays in work/ and is translated at the next start")
             }
             watchdogTimer?.cancel()
             hub.finish()
@@ -584,10 +604,12 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             var queues: [String: Int] = Dictionary(uniqueKeysWithValues: scan.directions.map { ($0.name, 0) })
             for job in snapshot.queued where job.priority == .watch { queues[job.direction, default: 0] += 1 }
             return DaemonStatus(
-                version: Daemon.version, pid: getpid(), uptimeSeconds: Date().timeIntervalSince(startedAt), root: config.root,
+                version: Daemon.version, pid: getpid(), uptimeSeconds: Date().timeIntervalSince(startedAt),
+                root: config.root,
                 queues: queues, interactiveQueue: snapshot.queued.filter { $0.priority == .interactive }.count,
                 current: snapshot.running.map { $0.info() }, workers: config.workers, training: .idle,
-                memory: MemoryUse(residentBytes: memory.resident, peakResidentBytes: memory.peak, limitBytes: config.memoryLimit),
+                memory: MemoryUse(
+                    residentBytes: memory.resident, peakResidentBytes: memory.peak, limitBytes: config.memoryLimit),
                 processed: processed, failed: failedCount, stopping: stopping)
         }
     }
@@ -623,7 +645,9 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             let job = InteractiveJob(request: request, continuation: continuation)
             scheduler.submit(
-                .init(id: id, priority: .interactive, direction: request.direction, label: label, payload: .interactive(job)))
+                .init(
+                    id: id, priority: .interactive, direction: request.direction, label: label,
+                    payload: .interactive(job)))
             updateStatus()
         }
     }

@@ -211,8 +211,10 @@ public final class Spool: Sendable {
     /// `NAME.error.json` beside it, then drops the work folder. Returns the failed file's path.
     @discardableResult
     public func fail(_ item: WorkItem, error: DaemonError) throws -> String {
-        var record = (try? readJournal(item)) ?? JobRecord(
-            id: item.id, direction: item.direction, relativePath: item.relativePath, claimedAt: item.claimedAt)
+        var record =
+            (try? readJournal(item))
+            ?? JobRecord(
+                id: item.id, direction: item.direction, relativePath: item.relativePath, claimedAt: item.claimedAt)
         let time = Date()
         let folder = failed(item.direction)
         let sub = (item.relativePath as NSString).deletingLastPathComponent

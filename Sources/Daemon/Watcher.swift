@@ -62,7 +62,8 @@ public final class Watcher: @unchecked Sendable {
         guard fd >= 0 else { throw FS.fail("inotify_init1", inboxRoot) }
         guard pipe(&wakePipe) == 0 else { throw FS.fail("pipe", "watcher") }
         try add(inboxRoot, .inboxRoot, mask: UInt32(IN_CREATE | IN_MOVED_TO | IN_ONLYDIR))
-        for direction in FS.list(inboxRoot) where FS.isDirectory(inboxRoot + "/" + direction) && !direction.hasPrefix(".") {
+        for direction in FS.list(inboxRoot)
+        where FS.isDirectory(inboxRoot + "/" + direction) && !direction.hasPrefix(".") {
             addInboxTree(direction: direction, relative: "", scan: false)
         }
         if let modelsDir, FS.isDirectory(modelsDir) {
@@ -102,7 +103,10 @@ public final class Watcher: @unchecked Sendable {
         var stack = [relative]
         while let rel = stack.popLast() {
             let path = rel.isEmpty ? base : base + "/" + rel
-            guard (try? add(path, .inbox(direction: direction, relative: rel), mask: Watcher.fileMask | UInt32(IN_ONLYDIR))) != nil
+            guard
+                (try? add(
+                    path, .inbox(direction: direction, relative: rel), mask: Watcher.fileMask | UInt32(IN_ONLYDIR)))
+                    != nil
             else { continue }
             for name in FS.list(path).sorted() where !IncomingName.isIgnored(name) {
                 let child = rel.isEmpty ? name : rel + "/" + name
@@ -125,7 +129,10 @@ public final class Watcher: @unchecked Sendable {
             stopped.broadcast()
             stopped.unlock()
         }
-        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0),
+        ]
         while true {
             let ready = poll(&fds, 2, 1000)
             if ready < 0 && errno != EINTR { return }

@@ -6,7 +6,6 @@ import Foundation
 import Imaging
 import Logging
 import Models
-import Tensor
 
 #if canImport(Glibc)
     import Glibc
@@ -27,11 +26,16 @@ struct ServeCommand: AsyncParsableCommand {
             after the current image, SIGHUP reloads. See docs/DAEMON.md.
             """)
 
-    @Option(help: "Configuration file (default: $CONFIGURATION_DIRECTORY or ~/.config/cyclegand/cyclegand.toml, if it exists).")
+    @Option(
+        help:
+            "Configuration file (default: $CONFIGURATION_DIRECTORY or ~/.config/cyclegand/cyclegand.toml, if it exists)."
+    )
     var config: String?
     @Option(help: "Spool root holding inbox/, work/, outbox/, failed/, done/.")
     var root: String?
-    @Option(name: .customLong("models-dir"), help: "Folder of models (default: $CYCLEGAND_MODELS or ~/.local/share/cyclegand/models).")
+    @Option(
+        name: .customLong("models-dir"),
+        help: "Folder of models (default: $CYCLEGAND_MODELS or ~/.local/share/cyclegand/models).")
     var modelsDir: String?
     @Option(help: "Control socket path.")
     var socket: String?
@@ -62,7 +66,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let threads, threads < 0 { throw ValidationError("--threads must be 0 (every core) or more") }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 
@@ -110,10 +115,11 @@ struct ServeCommand: AsyncParsableCommand {
 
         let store = ModelStore(root: URL(fileURLWithPath: configuration.modelsDir))
         try? FileManager.default.createDirectory(atPath: configuration.modelsDir, withIntermediateDirectories: true)
-        let compute = Compute(threads: configuration.threads == 0 ? nil : configuration.threads)
         let command = self
         let daemon = Daemon(
-            config: configuration, catalog: StoreCatalog(store: store), translator: GeneratorTranslator(store: store, compute: compute),
+            config: configuration, catalog: StoreCatalog(store: store),
+            translator: GeneratorTranslator(
+                store: store, threads: configuration.threads == 0 ? nil : configuration.threads),
             logger: logger, reloadConfig: { try command.loadConfiguration() })
         do {
             try daemon.start()
@@ -136,10 +142,12 @@ struct ServeCommand: AsyncParsableCommand {
         var lines = ["cyclegand \(Daemon.version) is running (Ctrl-C to stop)."]
         if directions.isEmpty {
             lines.append(
-                "No model in \(configuration.modelsDir) yet: import one (cyclegand import ... --models-dir \(configuration.modelsDir)); its inbox appears without a restart.")
+                "No model in \(configuration.modelsDir) yet: import one (cyclegand import ... --models-dir \(configuration.modelsDir)); its inbox appears without a restart."
+            )
         }
         for direction in directions {
-            lines.append("Drop images into \(inbox)/\(direction)/  ->  results in \(configuration.root)/outbox/\(direction)/")
+            lines.append(
+                "Drop images into \(inbox)/\(direction)/  ->  results in \(configuration.root)/outbox/\(direction)/")
         }
         lines.append("Failures go to \(configuration.root)/failed/<direction>/ with NAME.error.json.")
         if let server { lines.append("Control socket: \(server.socketPath)") }
@@ -169,22 +177,25 @@ struct StoreCatalog: ModelCatalog {
                 name: manifest.name, directions: manifest.directions.map(\.name).sorted(),
                 path: store.folder(manifest.name).path)
         }
-        let directions = catalog.directions.map { DirectionInfo(name: $0.name, model: $0.model, from: $0.from, to: $0.to) }
+        let directions = catalog.directions.map {
+            DirectionInfo(name: $0.name, model: $0.model, from: $0.from, to: $0.to)
+        }
         return ModelScan(models: models, directions: directions, problems: catalog.problems)
     }
 }
 
-/// Runs a direction's generator on one file: libvips decode, the network, libvips encode.
-/// Generators stay loaded between images (per direction, dropped when the models change).
+/// Runs a direction's generator on one file through `ImageTranslation.translateFile` (whole
+/// image, or streamed in bands when the memory limit asks for it). Generators stay loaded between
+/// images (per direction, dropped when the models change).
 final class GeneratorTranslator: Translator, @unchecked Sendable {
     private let store: ModelStore
-    private let compute: Compute
+    private let threads: Int?
     private let lock = NSLock()
     private var generators: [String: ResnetGenerator] = [:]
 
-    init(store: ModelStore, compute: Compute) {
+    init(store: ModelStore, threads: Int?) {
         self.store = store
-        self.compute = compute
+        self.threads = threads
     }
 
     func modelsChanged() {
@@ -206,19 +217,16 @@ final class GeneratorTranslator: Translator, @unchecked Sendable {
     func translate(
         input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
     ) throws -> TranslationResult {
-        let start = DispatchTime.now()
         let generator = try generator(direction)
+        let translation = ImageTranslation.Options(
+            memoryLimit: options.memoryLimit == 0 ? Int.max : Int(clamping: options.memoryLimit), threads: threads,
+            load: LoadOptions(pixelLimit: options.maxPixels),
+            save: SaveOptions(format: options.format.fileExtension, quality: options.quality))
         do {
-            let image = try ImageFile.load(input.path, options: LoadOptions(pixelLimit: options.maxPixels))
-            if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled") }
-            let result = generator.forward(image.tensor, compute: compute)
-            try ImageFile.save(
-                result, to: output.path, template: image.template,
-                options: SaveOptions(format: options.format.fileExtension, quality: options.quality))
-            let ms = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
-            return TranslationResult(width: image.tensor.shape[3], height: image.tensor.shape[2], milliseconds: ms)
+            let report = try ImageTranslation.translateFile(
+                input: input.path, output: output.path, generator: generator, options: translation)
+            return TranslationResult(width: report.width, height: report.height, milliseconds: report.seconds * 1000)
         } catch let e as ImagingError {
-            try? FileManager.default.removeItem(at: output)
             switch e.kind {
             case .unreadable, .corrupt: throw DaemonError(.unreadableImage, e.reason)
             case .tooLarge: throw DaemonError(.tooLarge, e.reason)

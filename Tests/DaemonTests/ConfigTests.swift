@@ -111,7 +111,8 @@ import Testing
         let user = DaemonConfig.defaults(environment: ["HOME": "/home/u", "XDG_RUNTIME_DIR": "/run/user/1000"])
         #expect(user.root == "/home/u/.local/share/cyclegand/spool")
         #expect(user.socket == "/run/user/1000/cyclegand.sock")
-        #expect(DaemonConfig.defaultFile(environment: ["HOME": "/home/u"]) == "/home/u/.config/cyclegand/cyclegand.toml")
+        #expect(
+            DaemonConfig.defaultFile(environment: ["HOME": "/home/u"]) == "/home/u/.config/cyclegand/cyclegand.toml")
     }
 
     @Test func theShippedExampleLoads() throws {

@@ -17,7 +17,8 @@ import Testing
         throws -> Daemon
     {
         for d in directions { try FS.makeDirectories(dir.path + "/models/" + d) }
-        var config = DaemonConfig(root: dir.path + "/spool", modelsDir: dir.path + "/models", socket: dir.path + "/s.sock")
+        var config = DaemonConfig(
+            root: dir.path + "/spool", modelsDir: dir.path + "/models", socket: dir.path + "/s.sock")
         config.stopTimeout = 5
         configure(&config)
         return Daemon(
@@ -28,7 +29,10 @@ import Testing
     /// Runs `body` with the daemon started; shuts it down afterwards.
     func running(_ daemon: Daemon, _ body: () async throws -> Void) async throws {
         let task = Task { try await daemon.run() }
-        #expect(await eventually { FS.isDirectory(dir.path + "/spool/outbox") && !FS.list(dir.path + "/spool/inbox").isEmpty })
+        #expect(
+            await eventually {
+                FS.isDirectory(dir.path + "/spool/outbox") && !FS.list(dir.path + "/spool/inbox").isEmpty
+            })
         try await Task.sleep(nanoseconds: 100_000_000)
         do {
             try await body()
@@ -43,7 +47,8 @@ import Testing
     /// Writes a file the way a careful program does: under a hidden name, then renamed in.
     func drop(_ rel: String, _ text: String, direction: String = "a2b") {
         let final = "spool/inbox/\(direction)/\(rel)"
-        let hidden = ((final as NSString).deletingLastPathComponent) + "/.incoming-" + (rel as NSString).lastPathComponent
+        let hidden =
+            ((final as NSString).deletingLastPathComponent) + "/.incoming-" + (rel as NSString).lastPathComponent
         dir.write(hidden, text)
         rename(dir.path + "/" + hidden, dir.path + "/" + final)
     }
@@ -186,7 +191,9 @@ import Testing
             if abstract { bytes.insert(0, at: 0) }
             withUnsafeMutableBytes(of: &a.sun_path) { $0.copyBytes(from: bytes) }
             let len = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (abstract ? 0 : 1))
-            let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+            let rc = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+            }
             try #require(rc == 0)
             var tv = timeval(tv_sec: 5, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -219,7 +226,8 @@ import Testing
 
     @Test func watchdogIntervalIsHalfTheTimeoutAndOnlyForUs() {
         #expect(SystemdNotifier(environment: ["WATCHDOG_USEC": "10000000"]).watchdogInterval == 5)
-        #expect(SystemdNotifier(environment: ["WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"]).watchdogInterval == nil)
+        #expect(
+            SystemdNotifier(environment: ["WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"]).watchdogInterval == nil)
         #expect(SystemdNotifier(environment: [:]).watchdogInterval == nil)
         #expect(!SystemdNotifier(environment: [:]).notify("READY=1"))
     }

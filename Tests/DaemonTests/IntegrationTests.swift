@@ -25,7 +25,8 @@ enum Binary {
             for configuration in ["release", "debug"] {
                 let candidate = repo + "/" + scratch + "/" + configuration + "/cyclegand"
                 guard FileManager.default.isExecutableFile(atPath: candidate),
-                    let date = (try? FileManager.default.attributesOfItem(atPath: candidate))?[.modificationDate] as? Date
+                    let date = (try? FileManager.default.attributesOfItem(atPath: candidate))?[.modificationDate]
+                        as? Date
                 else { continue }
                 if best == nil || date > best!.1 { best = (candidate, date) }
             }
@@ -59,7 +60,7 @@ final class ServeProcess {
     let notify: SystemdNotifierTests.FakeSystemd
     let logPath: String
 
-    init(dir: TempDir, arguments: [String] = [], run: Int) throws {
+    init(dir: TempDir, arguments: [String] = [], environment: [String: String] = [:], run: Int) throws {
         let notifyPath = dir.path + "/notify-\(run).sock"
         notify = try SystemdNotifierTests.FakeSystemd(address: notifyPath, abstract: false)
         logPath = dir.path + "/serve-\(run).log"
@@ -73,6 +74,7 @@ final class ServeProcess {
         var env = ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = notifyPath
         env["CYCLEGAND_MODELS"] = nil
+        env.merge(environment) { $1 }
         process.environment = env
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
@@ -87,6 +89,15 @@ final class ServeProcess {
             if message.contains("READY=1") { return true }
         }
         return false
+    }
+
+    /// The next notify message that contains `fragment` (others are skipped); nil after 5 s of silence.
+    func waitFor(_ fragment: String) -> String? {
+        for _ in 0..<500 {
+            guard let message = notify.receive() else { return nil }
+            if message.contains(fragment) { return message }
+        }
+        return nil
     }
 
     func kill9() {
@@ -199,13 +210,17 @@ struct IntegrationTests {
             dir.files("spool/outbox/a2b").count >= 200 && dir.files("spool/inbox").isEmpty
                 && dir.files("spool/work", hidden: true).isEmpty
         }
-        #expect(done, "outbox \(dir.files("spool/outbox/a2b").count), inbox \(dir.files("spool/inbox")), failed \(dir.files("spool/failed"))\n\(serve.log.suffix(3000))")
+        #expect(
+            done,
+            "outbox \(dir.files("spool/outbox/a2b").count), inbox \(dir.files("spool/inbox")), failed \(dir.files("spool/failed"))\n\(serve.log.suffix(3000))"
+        )
         let produced = outputs()
         #expect(produced.count == 200)
         #expect(Set(produced.keys) == Set(expected.keys))
         for (rel, size) in expected {
             let got = produced[rel] ?? nil
-            #expect(got?.width == size.0 && got?.height == size.1, "\(rel): \(String(describing: got)) expected \(size)")
+            #expect(
+                got?.width == size.0 && got?.height == size.1, "\(rel): \(String(describing: got)) expected \(size)")
         }
         #expect(dir.files("spool/failed").isEmpty, "\(dir.files("spool/failed"))")
         #expect(dir.files("spool/inbox").isEmpty && dir.files("spool/work", hidden: true).isEmpty)
@@ -265,7 +280,9 @@ struct IntegrationTests {
             let got = produced[rel] ?? nil
             #expect(got?.width == size.0 && got?.height == size.1, "\(rel)")
         }
-        let hidden = dir.files("spool/outbox", hidden: true).filter { ($0 as NSString).lastPathComponent.hasPrefix(".") }
+        let hidden = dir.files("spool/outbox", hidden: true).filter {
+            ($0 as NSString).lastPathComponent.hasPrefix(".")
+        }
         #expect(hidden.isEmpty, "temporary files left in the outbox: \(hidden)")
         #expect(dir.files("spool/failed").isEmpty && dir.files("spool/inbox").isEmpty)
         #expect(dir.files("spool/work", hidden: true).isEmpty)
@@ -297,13 +314,15 @@ struct IntegrationTests {
             #expect(FileManager.default.contents(atPath: dir.path + "/spool/failed/a2b/" + name) == data, "\(name)")
             let sidecar = try Spool.decoder.decode(
                 FailureSidecar.self,
-                from: try #require(FileManager.default.contents(atPath: dir.path + "/spool/failed/a2b/\(name).error.json")))
+                from: try #require(
+                    FileManager.default.contents(atPath: dir.path + "/spool/failed/a2b/\(name).error.json")))
             #expect(sidecar.code == code, "\(name): \(sidecar.code) \(sidecar.message)")
             #expect(!sidecar.message.isEmpty && sidecar.direction == "a2b" && sidecar.daemonVersion == Daemon.version)
         }
         let orphan = try Spool.decoder.decode(
             FailureSidecar.self,
-            from: try #require(FileManager.default.contents(atPath: dir.path + "/spool/failed/nomodel/x.png.error.json")))
+            from: try #require(
+                FileManager.default.contents(atPath: dir.path + "/spool/failed/nomodel/x.png.error.json")))
         #expect(orphan.code == "no_model" && orphan.direction == "nomodel")
         #expect(serve.terminate() == 0)
     }
@@ -319,5 +338,25 @@ struct IntegrationTests {
         #expect(await eventually(30) { FS.isRegularFile(dir.path + "/spool/outbox/c2d/new.png") }, "\(serve.log)")
         #expect(serve.terminate() == 0)
         #expect(serve.log.contains("new: c2d"))
+    }
+
+    @Test func speaksTheSystemdNotifyProtocolAndReloadsOnSIGHUP() async throws {
+        try importTinyModel()
+        let serve = try ServeProcess(dir: dir, environment: ["WATCHDOG_USEC": "200000"], run: 0)
+        let ready = try #require(serve.waitFor("READY=1"), "\(serve.log)")
+        #expect(ready.contains("STATUS=queued: a2b 0"))
+        #expect(serve.waitFor("WATCHDOG=1") != nil)
+        try PNG.make(width: 20, height: 20, seed: 1).write(to: URL(fileURLWithPath: inbox + "/one.png"))
+        #expect(serve.waitFor("done 1") != nil)
+        kill(serve.process.processIdentifier, SIGHUP)
+        let reloading = try #require(serve.waitFor("RELOADING=1"))
+        #expect(reloading.contains("MONOTONIC_USEC="))
+        #expect(serve.waitFor("READY=1") != nil)
+        kill(serve.process.processIdentifier, SIGTERM)
+        #expect(serve.waitFor("STOPPING=1") != nil)
+        serve.process.waitUntilExit()
+        #expect(serve.process.terminationStatus == 0)
+        #expect(serve.log.contains("Drop images into \(dir.path)/spool/inbox/a2b/"))
+        #expect(serve.log.contains("SIGHUP: reloading"))
     }
 }

@@ -8,7 +8,8 @@ final class TempDir: @unchecked Sendable {
     let path: String
 
     init(_ label: String = "daemon") {
-        let base = FileManager.default.temporaryDirectory.path + "/cyclegand-test-\(label)-\(UUID().uuidString.prefix(8))"
+        let base =
+            FileManager.default.temporaryDirectory.path + "/cyclegand-test-\(label)-\(UUID().uuidString.prefix(8))"
         try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         path = base
     }

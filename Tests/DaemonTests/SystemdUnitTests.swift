@@ -67,7 +67,8 @@ import Testing
     /// The check above would pass vacuously if verify printed nothing for broken units too.
     @Test(.enabled(if: analyze != nil, "systemd-analyze is missing: apt-get install systemd"))
     func verifyReportsAMistake() throws {
-        let (_, output) = try verify("[Service]\nType=notify\nExecStart=/bin/true\nProtectSystem=strictish\n", user: false)
+        let (_, output) = try verify(
+            "[Service]\nType=notify\nExecStart=/bin/true\nProtectSystem=strictish\n", user: false)
         #expect(output.contains("strictish"))
     }
 }
