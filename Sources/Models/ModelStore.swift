@@ -3,13 +3,13 @@ import Foundation
 import Tensor
 
 #if canImport(Glibc)
-  import Glibc
+    import Glibc
 #endif
 
 public struct ModelStoreError: Error, CustomStringConvertible, Sendable {
-  public let problem: String
-  public init(_ problem: String) { self.problem = problem }
-  public var description: String { problem }
+    public let problem: String
+    public init(_ problem: String) { self.problem = problem }
+    public var description: String { problem }
 }
 
 /// A folder of models, `<root>/<name>/model.json` plus one `.safetensors` per
@@ -20,223 +20,257 @@ public struct ModelStoreError: Error, CustomStringConvertible, Sendable {
 /// one. Every network file is checked against the sha256 model.json records
 /// before it is used, so a truncated or altered file is refused, never half-loaded.
 public final class ModelStore: @unchecked Sendable {
-  public let root: URL
-  private let lock = NSLock()
-  /// Loaded generators by model name, role and file hash.
-  private var generators: [String: ResnetGenerator] = [:]
+    public let root: URL
+    private let lock = NSLock()
+    /// Loaded generators by model name, role and file hash.
+    private var generators: [String: ResnetGenerator] = [:]
 
-  public init(root: URL) {
-    self.root = root
-  }
-
-  /// `CYCLEGAND_MODELS`, else `$XDG_DATA_HOME/cyclegand/models`, else
-  /// `~/.local/share/cyclegand/models`.
-  public static func defaultRoot(
-    environment: [String: String] = ProcessInfo.processInfo.environment
-  ) -> URL {
-    if let dir = environment["CYCLEGAND_MODELS"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
-    if let data = environment["XDG_DATA_HOME"], data.hasPrefix("/") {
-      return URL(fileURLWithPath: data).appendingPathComponent("cyclegand/models")
+    public init(root: URL) {
+        self.root = root
     }
-    let home =
-      environment["HOME"].map { URL(fileURLWithPath: $0) }
-      ?? FileManager.default.homeDirectoryForCurrentUser
-    return home.appendingPathComponent(".local/share/cyclegand/models")
-  }
 
-  public func folder(_ name: String) -> URL { root.appendingPathComponent(name) }
+    /// `CYCLEGAND_MODELS`, else `$XDG_DATA_HOME/cyclegand/models`, else
+    /// `~/.local/share/cyclegand/models`.
+    public static func defaultRoot(
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> URL {
+        if let dir = environment["CYCLEGAND_MODELS"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        if let data = environment["XDG_DATA_HOME"], data.hasPrefix("/") {
+            return URL(fileURLWithPath: data).appendingPathComponent("cyclegand/models")
+        }
+        let home =
+            environment["HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser
+        return home.appendingPathComponent(".local/share/cyclegand/models")
+    }
 
-  // MARK: reading
+    public func folder(_ name: String) -> URL { root.appendingPathComponent(name) }
 
-  /// A direction offered by a model.
-  public struct Direction: Equatable, Sendable {
-    public let name: String
-    public let model: String
-    public let role: NetworkRole
-    public let from: String
-    public let to: String
-  }
+    // MARK: reading
 
-  /// Everything in the store, with what is wrong in it.
-  public struct Catalog: Sendable {
-    public var models: [ModelManifest] = []
-    /// Unambiguous directions, sorted by name.
-    public var directions: [Direction] = []
-    /// Direction names offered by more than one model, and unreadable model folders.
-    public var problems: [String] = []
-  }
+    /// A direction offered by a model.
+    public struct Direction: Equatable, Sendable {
+        public let name: String
+        public let model: String
+        public let role: NetworkRole
+        public let from: String
+        public let to: String
+    }
 
-  public func manifest(_ name: String) throws -> ModelManifest? {
-    let url = folder(name).appendingPathComponent("model.json")
-    guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-    do {
-      let manifest = try ModelManifest.decode(try Data(contentsOf: url))
-      guard manifest.formatVersion <= ModelManifest.currentFormatVersion else {
+    /// Everything in the store, with what is wrong in it.
+    public struct Catalog: Sendable {
+        public var models: [ModelManifest] = []
+        /// Unambiguous directions, sorted by name.
+        public var directions: [Direction] = []
+        /// Direction names offered by more than one model, and unreadable model folders.
+        public var problems: [String] = []
+    }
+
+    public func manifest(_ name: String) throws -> ModelManifest? {
+        let url = folder(name).appendingPathComponent("model.json")
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        do {
+            let manifest = try ModelManifest.decode(try Data(contentsOf: url))
+            guard manifest.formatVersion <= ModelManifest.currentFormatVersion else {
+                throw ModelStoreError(
+                    "\(url.path) has format version \(manifest.formatVersion); this cyclegand reads up to "
+                        + "\(ModelManifest.currentFormatVersion): upgrade cyclegand")
+            }
+            guard manifest.name == name else {
+                throw ModelStoreError(
+                    "\(url.path) names the model \(manifest.name), but its folder is \(name)")
+            }
+            return manifest
+        } catch let e as ModelStoreError {
+            throw e
+        } catch {
+            throw ModelStoreError("\(url.path) is not a valid model.json: \(error)")
+        }
+    }
+
+    public func catalog() -> Catalog {
+        var catalog = Catalog()
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        for name in names.sorted() where !name.hasPrefix(".") {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder(name).path, isDirectory: &isDir),
+                isDir.boolValue
+            else { continue }
+            do {
+                if let m = try manifest(name) { catalog.models.append(m) }
+            } catch {
+                catalog.problems.append("\(error)")
+            }
+        }
+        var offered: [String: [Direction]] = [:]
+        for m in catalog.models {
+            for (name, role) in m.directions {
+                let (from, to) =
+                    role == .generatorA ? (m.domains.a, m.domains.b) : (m.domains.b, m.domains.a)
+                offered[name, default: []].append(
+                    Direction(name: name, model: m.name, role: role, from: from, to: to))
+            }
+        }
+        for (name, list) in offered.sorted(by: { $0.key < $1.key }) {
+            if list.count == 1 {
+                catalog.directions.append(list[0])
+            } else {
+                catalog.problems.append(
+                    "direction \(name) is offered by several models (\(list.map { "\($0.model) \($0.role.rawValue)" }.joined(separator: ", "))); "
+                        + "it is disabled until all but one are removed or re-imported with other --domains")
+            }
+        }
+        return catalog
+    }
+
+    /// The direction's model and role, or an error that says what exists.
+    public func direction(_ name: String) throws -> Direction {
+        let catalog = catalog()
+        if let d = catalog.directions.first(where: { $0.name == name }) { return d }
+        if let clash = catalog.problems.first(where: { $0.hasPrefix("direction \(name) ") }) {
+            throw ModelStoreError(clash)
+        }
+        let known = catalog.directions.map(\.name)
         throw ModelStoreError(
-          "\(url.path) has format version \(manifest.formatVersion); this cyclegand reads up to "
-            + "\(ModelManifest.currentFormatVersion): upgrade cyclegand")
-      }
-      guard manifest.name == name else {
-        throw ModelStoreError(
-          "\(url.path) names the model \(manifest.name), but its folder is \(name)")
-      }
-      return manifest
-    } catch let e as ModelStoreError {
-      throw e
-    } catch {
-      throw ModelStoreError("\(url.path) is not a valid model.json: \(error)")
+            "no model offers the direction \(name) in \(root.path)"
+                + (known.isEmpty
+                    ? " (the store is empty: import a model with cyclegand import)"
+                    : "; known: \(known.joined(separator: ", "))"))
     }
-  }
 
-  public func catalog() -> Catalog {
-    var catalog = Catalog()
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-    for name in names.sorted() where !name.hasPrefix(".") {
-      var isDir: ObjCBool = false
-      guard FileManager.default.fileExists(atPath: folder(name).path, isDirectory: &isDir),
-        isDir.boolValue
-      else { continue }
-      do {
-        if let m = try manifest(name) { catalog.models.append(m) }
-      } catch {
-        catalog.problems.append("\(error)")
-      }
+    /// The generator behind a direction, loaded once and then cached.
+    public func generator(direction name: String) throws -> ResnetGenerator {
+        let d = try direction(name)
+        return try generator(model: d.model, role: d.role)
     }
-    var offered: [String: [Direction]] = [:]
-    for m in catalog.models {
-      for (name, role) in m.directions {
-        let (from, to) =
-          role == .generatorA ? (m.domains.a, m.domains.b) : (m.domains.b, m.domains.a)
-        offered[name, default: []].append(
-          Direction(name: name, model: m.name, role: role, from: from, to: to))
-      }
-    }
-    for (name, list) in offered.sorted(by: { $0.key < $1.key }) {
-      if list.count == 1 {
-        catalog.directions.append(list[0])
-      } else {
-        catalog.problems.append(
-          "direction \(name) is offered by several models (\(list.map { "\($0.model) \($0.role.rawValue)" }.joined(separator: ", "))); "
-            + "it is disabled until all but one are removed or re-imported with other --domains")
-      }
-    }
-    return catalog
-  }
 
-  /// The direction's model and role, or an error that says what exists.
-  public func direction(_ name: String) throws -> Direction {
-    let catalog = catalog()
-    if let d = catalog.directions.first(where: { $0.name == name }) { return d }
-    if let clash = catalog.problems.first(where: { $0.hasPrefix("direction \(name) ") }) {
-      throw ModelStoreError(clash)
+    public func generator(model: String, role: NetworkRole) throws -> ResnetGenerator {
+        guard let manifest = try manifest(model) else {
+            throw ModelStoreError("no model named \(model) in \(root.path)")
+        }
+        guard let entry = manifest[role] else {
+            throw ModelStoreError("model \(model) has no \(role.rawValue)")
+        }
+        guard let arch = entry.architecture.generator else {
+            throw ModelStoreError("\(model) \(role.rawValue) is not a generator")
+        }
+        let key = "\(model)/\(role.rawValue)/\(entry.sha256)"
+        lock.lock()
+        let cached = generators[key]
+        lock.unlock()
+        if let cached { return cached }
+        // Hash the file on another thread while the generator is built from the
+        // same mapped pages: the load costs the longer of the two, not their sum.
+        // Nothing is returned or cached before the hash has matched.
+        let generator = try loadVerified(model: model, entry: entry) { weights in
+            try ResnetGenerator(architecture: arch, weights: weights)
+        }
+        lock.lock()
+        generators[key] = generator
+        lock.unlock()
+        return generator
     }
-    let known = catalog.directions.map(\.name)
-    throw ModelStoreError(
-      "no model offers the direction \(name) in \(root.path)"
-        + (known.isEmpty
-          ? " (the store is empty: import a model with cyclegand import)"
-          : "; known: \(known.joined(separator: ", "))"))
-  }
 
-  /// The generator behind a direction, loaded once and then cached.
-  public func generator(direction name: String) throws -> ResnetGenerator {
-    let d = try direction(name)
-    return try generator(model: d.model, role: d.role)
-  }
+    /// The weights of one network, in reference names, after checking the file's sha256.
+    public func weights(model: String, role: NetworkRole) throws -> [String: Tensor] {
+        guard let manifest = try manifest(model) else {
+            throw ModelStoreError("no model named \(model) in \(root.path)")
+        }
+        guard let entry = manifest[role] else {
+            throw ModelStoreError("model \(model) has no \(role.rawValue)")
+        }
+        return try loadWeights(model: model, entry: entry)
+    }
 
-  public func generator(model: String, role: NetworkRole) throws -> ResnetGenerator {
-    guard let manifest = try manifest(model) else {
-      throw ModelStoreError("no model named \(model) in \(root.path)")
+    private func loadWeights(model: String, entry: NetworkEntry) throws -> [String: Tensor] {
+        try loadVerified(model: model, entry: entry) { $0 }
     }
-    guard let entry = manifest[role] else {
-      throw ModelStoreError("model \(model) has no \(role.rawValue)")
-    }
-    guard let arch = entry.architecture.generator else {
-      throw ModelStoreError("\(model) \(role.rawValue) is not a generator")
-    }
-    let key = "\(model)/\(role.rawValue)/\(entry.sha256)"
-    lock.lock()
-    let cached = generators[key]
-    lock.unlock()
-    if let cached { return cached }
-    let weights = try loadWeights(model: model, entry: entry)
-    let generator = try ResnetGenerator(architecture: arch, weights: weights)
-    lock.lock()
-    generators[key] = generator
-    lock.unlock()
-    return generator
-  }
 
-  /// The weights of one network, in reference names, after checking the file's sha256.
-  public func weights(model: String, role: NetworkRole) throws -> [String: Tensor] {
-    guard let manifest = try manifest(model) else {
-      throw ModelStoreError("no model named \(model) in \(root.path)")
+    /// Maps the network's file, checks its sha256 against model.json (on
+    /// another thread, while `build` runs over the mapped weights) and returns
+    /// what `build` made only when the hash matched.
+    private func loadVerified<T>(model: String, entry: NetworkEntry, _ build: ([String: Tensor]) throws -> T) throws
+        -> T
+    {
+        let url = folder(model).appendingPathComponent(entry.file)
+        let mapped = try MappedFile(url: url)
+        let hash = BackgroundHash(mapped)
+        let built: Result<T, Error> = Result { try build(try SafeTensorsFile(mapping: mapped).tensors) }
+        let actual = hash.wait()
+        guard actual == entry.sha256 else {
+            throw ModelStoreError(
+                "\(url.path) is damaged: its sha256 is \(actual), model.json expects \(entry.sha256) "
+                    + "(\(mapped.size) bytes, expected \(entry.bytes)); the file was truncated or altered: re-import the model"
+            )
+        }
+        return try built.get()
     }
-    guard let entry = manifest[role] else {
-      throw ModelStoreError("model \(model) has no \(role.rawValue)")
-    }
-    return try loadWeights(model: model, entry: entry)
-  }
 
-  private func loadWeights(model: String, entry: NetworkEntry) throws -> [String: Tensor] {
-    let url = folder(model).appendingPathComponent(entry.file)
-    let mapped = try MappedFile(url: url)
-    let actual = mapped.sha256()
-    guard actual == entry.sha256 else {
-      throw ModelStoreError(
-        "\(url.path) is damaged: its sha256 is \(actual), model.json expects \(entry.sha256) "
-          + "(\(mapped.size) bytes, expected \(entry.bytes)); the file was truncated or altered: re-import the model"
-      )
-    }
-    return try SafeTensorsFile(mapping: mapped).tensors
-  }
+    // MARK: writing
 
-  // MARK: writing
-
-  /// Writes a network's weights as a content-named `.safetensors` file in the
-  /// model's folder (creating it) and returns its entry for model.json.
-  func storeNetwork(
-    model: String, role: NetworkRole, weights: [String: Tensor], architecture: NetworkArchitecture,
-    provenance: Provenance?
-  ) throws -> NetworkEntry {
-    let dir = folder(model)
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let tmp = dir.appendingPathComponent(".\(role.rawValue).incoming.safetensors")
-    try SafeTensors.write(
-      weights.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-      metadata: ["format": "pt", "cyclegand.model": model, "cyclegand.network": role.rawValue],
-      to: tmp)
-    let mapped = try MappedFile(url: tmp)
-    let sha = mapped.sha256()
-    let name = "\(role.rawValue)-\(sha.prefix(12)).safetensors"
-    guard rename(tmp.path, dir.appendingPathComponent(name).path) == 0 else {
-      throw FileError.cannotWrite(dir.appendingPathComponent(name), errno: errno)
+    /// Writes a network's weights as a content-named `.safetensors` file in the
+    /// model's folder (creating it) and returns its entry for model.json.
+    func storeNetwork(
+        model: String, role: NetworkRole, weights: [String: Tensor], architecture: NetworkArchitecture,
+        provenance: Provenance?
+    ) throws -> NetworkEntry {
+        let dir = folder(model)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let tmp = dir.appendingPathComponent(".\(role.rawValue).incoming.safetensors")
+        try SafeTensors.write(
+            weights.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+            metadata: ["format": "pt", "cyclegand.model": model, "cyclegand.network": role.rawValue],
+            to: tmp)
+        let mapped = try MappedFile(url: tmp)
+        let sha = mapped.sha256()
+        let name = "\(role.rawValue)-\(sha.prefix(12)).safetensors"
+        guard rename(tmp.path, dir.appendingPathComponent(name).path) == 0 else {
+            throw FileError.cannotWrite(dir.appendingPathComponent(name), errno: errno)
+        }
+        return NetworkEntry(
+            architecture: architecture, file: name, sha256: sha, bytes: mapped.size,
+            provenance: provenance)
     }
-    return NetworkEntry(
-      architecture: architecture, file: name, sha256: sha, bytes: mapped.size,
-      provenance: provenance)
-  }
 
-  /// Commits a model: writes model.json atomically, then removes network
-  /// files it no longer lists.
-  func commit(_ manifest: ModelManifest) throws {
-    let dir = folder(manifest.name)
-    try AtomicFile.write(try manifest.encoded(), to: dir.appendingPathComponent("model.json"))
-    let keep = Set(manifest.networks.values.map(\.file))
-    for file in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-    where file.hasSuffix(".safetensors") && !keep.contains(file) && !file.hasPrefix(".") {
-      try? FileManager.default.removeItem(at: dir.appendingPathComponent(file))
+    /// Commits a model: writes model.json atomically, then removes network
+    /// files it no longer lists.
+    func commit(_ manifest: ModelManifest) throws {
+        let dir = folder(manifest.name)
+        try AtomicFile.write(try manifest.encoded(), to: dir.appendingPathComponent("model.json"))
+        let keep = Set(manifest.networks.values.map(\.file))
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        where file.hasSuffix(".safetensors") && !keep.contains(file) && !file.hasPrefix(".") {
+            try? FileManager.default.removeItem(at: dir.appendingPathComponent(file))
+        }
+        lock.lock()
+        generators = generators.filter { !$0.key.hasPrefix(manifest.name + "/") }
+        lock.unlock()
     }
-    lock.lock()
-    generators = generators.filter { !$0.key.hasPrefix(manifest.name + "/") }
-    lock.unlock()
-  }
 
-  /// Deletes a model folder.
-  public func remove(_ name: String) throws {
-    guard try manifest(name) != nil else {
-      throw ModelStoreError("no model named \(name) in \(root.path)")
+    /// Deletes a model folder.
+    public func remove(_ name: String) throws {
+        guard try manifest(name) != nil else {
+            throw ModelStoreError("no model named \(name) in \(root.path)")
+        }
+        try FileManager.default.removeItem(at: folder(name))
     }
-    try FileManager.default.removeItem(at: folder(name))
-  }
+}
+
+/// The sha256 of a mapped file, computed on a background thread.
+private final class BackgroundHash: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    /// Written once by the hashing thread before it signals `done`.
+    private var result = ""
+
+    init(_ file: MappedFile) {
+        DispatchQueue.global(qos: .userInitiated).async {
+            self.result = file.sha256()
+            self.done.signal()
+        }
+    }
+
+    func wait() -> String {
+        done.wait()
+        return result
+    }
 }
