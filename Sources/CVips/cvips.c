@@ -2,9 +2,12 @@
 
 int cvips_init(const char *argv0) { return vips_init(argv0); }
 
+static void cvips_ignore_log(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data) {}
+
 void cvips_configure(void) {
     vips_cache_set_max(0);
     vips_concurrency_set(1);
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING, cvips_ignore_log, NULL);
 }
 
 char *cvips_error_take(void) { return vips_error_buffer_copy(); }

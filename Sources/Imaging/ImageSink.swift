@@ -37,6 +37,7 @@ public final class ImageSink {
             throw ImagingError(.invalidArgument, path: destination, reason: "quality \(quality) is not in 1...100")
         }
         let format = try Self.resolveFormat(destination: destination, options: options, template: template)
+        try AtomicFile.checkWritable(destination)
         self.destination = destination
         self.width = width
         self.height = height

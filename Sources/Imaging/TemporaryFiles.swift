@@ -50,7 +50,9 @@ final class MappedSpool: @unchecked Sendable {
         let expected = image.width * image.height * image.bands * (image.format == VIPS_FORMAT_USHORT ? 2 : 1)
         guard cvips_rawsave_fd(image.pointer, fd) == 0 else {
             close(fd)
-            throw ImagingError(.corrupt, path: path, reason: "cannot decode: \(takeVipsError(fallback: "no reason given"))")
+            throw ImagingError(
+                .corrupt, path: path,
+                reason: "cannot decode (the file is damaged or truncated): \(takeVipsError(fallback: "no reason given"))")
         }
         var info = stat()
         guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
@@ -77,13 +79,32 @@ final class MappedSpool: @unchecked Sendable {
 /// directory, fsync, then rename over the destination. On any error the
 /// temporary file is removed and the destination is untouched.
 enum AtomicFile {
-    static func write(to destination: String, _ body: (Int32) throws -> Void) throws {
+    /// The destination's directory and file name.
+    private static func split(_ destination: String) throws -> (directory: String, name: String) {
         let slash = destination.lastIndex(of: "/")
         let directory = slash.map { String(destination[..<$0]) } ?? "."
         let name = slash.map { String(destination[destination.index(after: $0)...]) } ?? destination
         guard !name.isEmpty else {
             throw ImagingError(.writeFailed, path: destination, reason: "the output path names a directory, not a file")
         }
+        return (directory, name)
+    }
+
+    /// Fails now, rather than after the work, if `destination` cannot be written.
+    static func checkWritable(_ destination: String) throws {
+        let (directory, _) = try split(destination)
+        let folder = directory.isEmpty ? "/" : directory
+        guard access(folder, W_OK | X_OK) == 0 else {
+            throw ImagingError(.writeFailed, path: destination, reason: "cannot write into \(folder): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        if stat(destination, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+            throw ImagingError(.writeFailed, path: destination, reason: "a directory of that name is in the way")
+        }
+    }
+
+    static func write(to destination: String, _ body: (Int32) throws -> Void) throws {
+        let (directory, name) = try split(destination)
         // Hidden (leading dot) so that watch folders ignore it; short enough for NAME_MAX.
         var stem = ""
         for character in name where stem.utf8.count + character.utf8.count <= 120 { stem.append(character) }

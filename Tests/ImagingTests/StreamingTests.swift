@@ -85,6 +85,12 @@ import Testing
         #expect(error?.kind == .invalidArgument)
     }
 
+    @Test func sinkRefusesAnUnwritableDestinationBeforeAnyWork() throws {
+        let scratch = try Scratch()
+        let error = expectImagingError { _ = try ImageSink(destination: scratch.file("missing/out.png"), width: 4, height: 4) }
+        #expect(error?.kind == .writeFailed && error?.reason.contains("cannot write into") == true)
+    }
+
     @Test func readRowsChecksItsRange() throws {
         let source = try ImageSource(path: Fixtures.path("rgb.png"))
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 3 * 48 * 2)

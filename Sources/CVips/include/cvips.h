@@ -14,7 +14,9 @@ int cvips_init(const char *argv0);
 //   an old file with the same name would be wrong;
 // - one worker thread per pipeline: libvips 8.14's thread pool sometimes loses
 //   a decoder's error when several workers run (a corrupt PNG then "succeeds"
-//   about one time in ten), and decoding is sequential in the codecs anyway.
+//   about one time in ten), and decoding is sequential in the codecs anyway;
+// - libvips' warnings ("error in tile 0 x 16") are not printed: errors reach
+//   the caller through the error buffer, with the file's name.
 void cvips_configure(void);
 
 // The libvips error buffer's text (caller frees with g_free), and clears it.
