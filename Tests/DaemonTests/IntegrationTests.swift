@@ -10,23 +10,27 @@ import Testing
 /// The real `cyclegand` binary, started as a child process with a tiny real generator (the
 /// lead's 2-block fixture imported by `cyclegand import`), on real PNG files.
 ///
-/// The binary: $CYCLEGAND_BIN, else the most recently built `.build*/{release,debug}/cyclegand`
-/// under the repository root (any scratch path). Without one these tests are skipped and say so.
+/// Which binary: $CYCLEGAND_BIN when set; else the `cyclegand` built beside this test bundle
+/// (same scratch path and configuration, so `swift test` tests what it just built); else the most
+/// recently built `.build*/{release,debug}/cyclegand` under the repository root. Without one these
+/// tests are skipped and say so.
 enum Binary {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
     static let path: String? = {
+        let fm = FileManager.default
         if let env = ProcessInfo.processInfo.environment["CYCLEGAND_BIN"], !env.isEmpty {
-            return FileManager.default.isExecutableFile(atPath: env) ? env : nil
+            return fm.isExecutableFile(atPath: env) ? env : nil
         }
+        let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        if fm.isExecutableFile(atPath: bundleDir + "/cyclegand") { return bundleDir + "/cyclegand" }
         var best: (String, Date)?
         for scratch in FS.list(repo) where scratch.hasPrefix(".build") {
             for configuration in ["release", "debug"] {
                 let candidate = repo + "/" + scratch + "/" + configuration + "/cyclegand"
-                guard FileManager.default.isExecutableFile(atPath: candidate),
-                    let date = (try? FileManager.default.attributesOfItem(atPath: candidate))?[.modificationDate]
-                        as? Date
+                guard fm.isExecutableFile(atPath: candidate),
+                    let date = (try? fm.attributesOfItem(atPath: candidate))?[.modificationDate] as? Date
                 else { continue }
                 if best == nil || date > best!.1 { best = (candidate, date) }
             }
