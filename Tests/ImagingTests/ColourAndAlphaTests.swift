@@ -25,6 +25,21 @@ import Testing
         if suffix != "webp" { #expect(maxDifference(written.bytes, reference.bytes) == 0) }
     }
 
+    @Test func sixteenBitAlphaKeepsItsHighByteInAnEightBitOutput() throws {
+        let scratch = try Scratch()
+        // x·256 + 7: the high byte is x again.
+        try VipsCLI.vips("linear", Fixtures.path("rgba.png"), scratch.file("w.v"), "256", "7")
+        try VipsCLI.vips("cast", scratch.file("w.v"), scratch.file("w16.v"), "ushort")
+        try VipsCLI.vips("copy", scratch.file("w16.v"), scratch.file("rgba16.png"), "--interpretation", "rgb16")
+        let image = try ImageFile.load(scratch.file("rgba16.png"))
+        #expect(image.template.bitDepth == 16 && image.template.hasAlpha)
+        try ImageFile.save(image.tensor, to: scratch.file("out.webp"), template: image.template)
+        let written = try VipsCLI.raw(scratch.file("out.webp"))
+        #expect(written.bands == 4)
+        let alpha = bands(try VipsCLI.raw(Fixtures.path("rgba.png")).bytes, count: 1, of: 4, from: 3)
+        #expect(maxDifference(bands(written.bytes, count: 1, of: 4, from: 3), alpha) == 0)
+    }
+
     @Test func alphaIsDroppedForFormatsWithoutIt() throws {
         let scratch = try Scratch()
         let image = try ImageFile.load(Fixtures.path("rgba.png"))
