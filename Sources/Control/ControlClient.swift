@@ -62,7 +62,14 @@ public final class ControlClient {
         object["cmd"] = .string(command)
         if let payload { object["bytes"] = .number(Double(payload.count)) }
         nextID += 1
-        try send(line: try JSONEncoder().encode(JSONValue.object(object)), payload: payload)
+        do {
+            try send(line: try JSONEncoder().encode(JSONValue.object(object)), payload: payload)
+        } catch {
+            // A daemon that refuses a client (forbidden, busy) says why and hangs up, perhaps
+            // before the request is written: its reason beats a broken pipe.
+            if let refusal = try? readReply() { return refusal }
+            throw error
+        }
         return try readReply()
     }
 

@@ -22,11 +22,13 @@ import Testing
         let results = try await withThrowingTaskGroup(of: (Int, Int, Int, Bool).self) { group in
             for (index, input) in inputs.enumerated() {
                 group.addTask {
-                    let client = try ControlClient(socketPath: socketPath)
-                    let reply = try client.call("translate", ["direction": .string(tinyDirection), "name": .string("\(index).png")], payload: input)
-                    let size = reply.payload.flatMap(pngSize)
-                    let consistent = size.map { $0.width == Int(reply.json["width"]?.number ?? -1) && $0.height == Int(reply.json["height"]?.number ?? -1) } ?? false
-                    return (index, size?.width ?? -1, size?.height ?? -1, reply.ok && consistent)
+                    try await onThread {
+                        let client = try ControlClient(socketPath: socketPath)
+                        let reply = try client.call("translate", ["direction": .string(tinyDirection), "name": .string("\(index).png")], payload: input)
+                        let size = reply.payload.flatMap(pngSize)
+                        let consistent = size.map { $0.width == Int(reply.json["width"]?.number ?? -1) && $0.height == Int(reply.json["height"]?.number ?? -1) } ?? false
+                        return (index, size?.width ?? -1, size?.height ?? -1, reply.ok && consistent)
+                    }
                 }
             }
             var all: [(Int, Int, Int, Bool)] = []

@@ -99,7 +99,7 @@ import Testing
         close(stale)
 
         let server = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
-        #expect(try ControlClient(socketPath: path).call("ping").ok)
+        #expect(try await onThread { try ControlClient(socketPath: path).call("ping").ok })
         await server.stop()
         #expect(!FileManager.default.fileExists(atPath: path))
     }
@@ -111,7 +111,7 @@ import Testing
         await #expect(throws: ControlSetupError.self) {
             _ = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
         }
-        #expect(try ControlClient(socketPath: path).call("ping").ok, "the first server still owns the socket")
+        #expect(try await onThread { try ControlClient(socketPath: path).call("ping").ok }, "the first server still owns the socket")
         await first.stop()
 
         // Another program listening there (without our lock) is not displaced either.

@@ -148,3 +148,13 @@ func pngSize(_ data: Data) -> (width: Int, height: Int)? {
     func be32(_ offset: Int) -> Int { data[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) } }
     return (be32(16), be32(20))
 }
+
+/// Runs blocking client code on a thread of its own: the cooperative pool (two threads on a
+/// two-core machine) must stay free for in-process servers, and concurrent clients must really
+/// be concurrent.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.start()
+    }
+}
