@@ -89,6 +89,7 @@ assert (new.get_width(), new.get_height()) == (source.get_width(), source.get_he
 
 reference = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path("$INNER/reference.png"))
 got, want = pixels(new), pixels(reference)
+assert got != pixels(source), "the new layer is a copy of the source, not a translation"
 assert len(got) == len(want), (len(got), len(want))
 worst = max(abs(a - b) for a, b in zip(got, want))
 differing = sum(1 for a, b in zip(got, want) if a != b)
