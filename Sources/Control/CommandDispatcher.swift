@@ -24,7 +24,12 @@ struct CommandDispatcher: Sendable {
 
     func handle(line: Data, envelope: Envelope?, payload: Data?, peer: PeerCredentials) async -> Outcome {
         guard let envelope else {
-            return .reply(.failure(id: .null, ControlError(.badRequest, "a request must be one JSON object on one line, like {\"id\":1,\"cmd\":\"ping\"}")))
+            return .reply(
+                .failure(
+                    id: .null,
+                    ControlError(
+                        .badRequest, "a request must be one JSON object on one line, like {\"id\":1,\"cmd\":\"ping\"}"))
+            )
         }
         let id = envelope.id
         if let problem = envelope.idProblem ?? envelope.cmdProblem {
@@ -32,7 +37,12 @@ struct CommandDispatcher: Sendable {
         }
         let command = envelope.cmd ?? ""
         if payload != nil, command != "translate" {
-            return .reply(.failure(id: id, ControlError(.badRequest, "only translate takes an inline payload; its \(payload!.count) bytes were skipped")))
+            return .reply(
+                .failure(
+                    id: id,
+                    ControlError(
+                        .badRequest, "only translate takes an inline payload; its \(payload!.count) bytes were skipped")
+                ))
         }
         do {
             switch command {
@@ -40,7 +50,8 @@ struct CommandDispatcher: Sendable {
                 return .reply(.make(id: id, body: ["pong": true]))
             case "version":
                 let status = await control.status()
-                return .reply(.make(id: id, body: VersionBody(version: status.version, protocol: controlProtocolVersion)))
+                return .reply(
+                    .make(id: id, body: VersionBody(version: status.version, protocol: controlProtocolVersion)))
             case "status":
                 return .reply(.make(id: id, body: StatusBody(status: await control.status())))
             case "models":
@@ -65,9 +76,13 @@ struct CommandDispatcher: Sendable {
             case "subscribe":
                 return .subscribe(id)
             case "finetune":
-                throw ControlError(.unsupported, "finetune is not available in this daemon yet (it arrives with training support)")
+                throw ControlError(
+                    .unsupported, "finetune is not available in this daemon yet (it arrives with training support)")
             default:
-                throw ControlError(.unknownCommand, "unknown command '\(command)'; protocol \(controlProtocolVersion) has: \(Self.commands.joined(separator: ", "))")
+                throw ControlError(
+                    .unknownCommand,
+                    "unknown command '\(command)'; protocol \(controlProtocolVersion) has: \(Self.commands.joined(separator: ", "))"
+                )
             }
         } catch let error as ControlError {
             return .reply(.failure(id: id, error))
@@ -78,7 +93,9 @@ struct CommandDispatcher: Sendable {
         }
     }
 
-    private func translate(id: RequestID, line: Data, payload: Data?, peer: PeerCredentials) async throws -> EncodedReply {
+    private func translate(id: RequestID, line: Data, payload: Data?, peer: PeerCredentials) async throws
+        -> EncodedReply
+    {
         let params = try decode(TranslateParams.self, line)
         if let quality = params.quality, !(1...100).contains(quality) {
             throw ControlError(.badRequest, "field 'quality' should be between 1 and 100, not \(quality)")
@@ -89,7 +106,8 @@ struct CommandDispatcher: Sendable {
         case (let path?, nil): input = try access.readInput(path, limit: maxInputBytes)
         case (nil, let bytes?): input = bytes
         case (nil, nil):
-            throw ControlError(.badRequest, "translate needs 'input' (a path) or an inline image ('bytes': N followed by N bytes)")
+            throw ControlError(
+                .badRequest, "translate needs 'input' (a path) or an inline image ('bytes': N followed by N bytes)")
         case (.some, .some):
             throw ControlError(.badRequest, "give either 'input' or an inline image, not both")
         }

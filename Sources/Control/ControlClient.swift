@@ -14,7 +14,8 @@ public struct ControlReply: Sendable {
     /// The error body of a failed reply.
     public var error: ControlError? {
         guard !ok, let error = json["error"] else { return nil }
-        return ControlError(code: error["code"]?.string ?? "internal", message: error["message"]?.string ?? "(no message)")
+        return ControlError(
+            code: error["code"]?.string ?? "internal", message: error["message"]?.string ?? "(no message)")
     }
 
     /// Decodes the reply (or one of its fields) into a protocol type, e.g. `DaemonStatus`.
@@ -44,9 +45,13 @@ public final class ControlClient {
             close(descriptor)
             switch code {
             case ENOENT, ECONNREFUSED:
-                throw ControlSetupError("no cyclegand daemon is listening on \(socketPath); start one with `cyclegand serve` (or `systemctl --user start cyclegand`), or pass --socket")
+                throw ControlSetupError(
+                    "no cyclegand daemon is listening on \(socketPath); start one with `cyclegand serve` (or `systemctl --user start cyclegand`), or pass --socket"
+                )
             case EACCES:
-                throw ControlSetupError("permission denied on \(socketPath): the daemon serves its own user, root and its socket_group only")
+                throw ControlSetupError(
+                    "permission denied on \(socketPath): the daemon serves its own user, root and its socket_group only"
+                )
             default:
                 throw ControlSetupError("cannot connect to \(socketPath): \(ListeningSocket.errnoText(code))")
             }
@@ -56,7 +61,9 @@ public final class ControlClient {
     deinit { close(descriptor) }
 
     /// Sends one request (`cmd` plus `fields`, an `id` is added) and reads its reply.
-    public func call(_ command: String, _ fields: [String: JSONValue] = [:], payload: Data? = nil) throws -> ControlReply {
+    public func call(_ command: String, _ fields: [String: JSONValue] = [:], payload: Data? = nil) throws
+        -> ControlReply
+    {
         var object = fields
         object["id"] = .number(Double(nextID))
         object["cmd"] = .string(command)
@@ -87,7 +94,9 @@ public final class ControlClient {
             while done < raw.count {
                 let sent = Glibc.send(descriptor, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL))
                 if sent < 0, errno == EINTR { continue }
-                guard sent > 0 else { throw ControlSetupError("the daemon closed the connection: \(ListeningSocket.errnoText())") }
+                guard sent > 0 else {
+                    throw ControlSetupError("the daemon closed the connection: \(ListeningSocket.errnoText())")
+                }
                 done += sent
             }
         }
@@ -100,7 +109,8 @@ public final class ControlClient {
         do {
             json = try JSONDecoder().decode(JSONValue.self, from: line)
         } catch {
-            throw ControlSetupError("the daemon sent a line that is not JSON: \(String(decoding: line.prefix(200), as: UTF8.self))")
+            throw ControlSetupError(
+                "the daemon sent a line that is not JSON: \(String(decoding: line.prefix(200), as: UTF8.self))")
         }
         var payload: Data?
         if let count = json["bytes"]?.number, count >= 0 {

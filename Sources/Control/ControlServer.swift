@@ -52,7 +52,9 @@ public final class ControlServer: Sendable {
     private let acceptTask: Task<Void, Never>
 
     /// Binds the socket and starts serving; returns once clients can connect.
-    public static func start(control: any DaemonControl, options: ControlServerOptions, logger: Logger) async throws -> ControlServer {
+    public static func start(control: any DaemonControl, options: ControlServerOptions, logger: Logger) async throws
+        -> ControlServer
+    {
         let socketFile = try ListeningSocket(path: options.socketPath, group: options.group)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let limits = (line: options.maxLineBytes, payload: options.maxInlineBytes)
@@ -70,9 +72,11 @@ public final class ControlServer: Sendable {
                         try channel.pipeline.syncOperations.addHandlers([
                             IdleStateHandler(readTimeout: idle),
                             IdleCloser(activity: activity),
-                            ByteToMessageHandler(FrameDecoder(maxLineBytes: limits.line, maxPayloadBytes: limits.payload)),
+                            ByteToMessageHandler(
+                                FrameDecoder(maxLineBytes: limits.line, maxPayloadBytes: limits.payload)),
                         ])
-                        let wrapped = try NIOAsyncChannel<InboundFrame, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        let wrapped = try NIOAsyncChannel<InboundFrame, ByteBuffer>(
+                            wrappingChannelSynchronously: channel)
                         return Connection(channel: wrapped, peer: peer, activity: activity)
                     }
                 }
@@ -86,10 +90,15 @@ public final class ControlServer: Sendable {
             control: control, policy: PeerPolicy(group: options.group), maxClients: options.maxClients, logger: logger)
         let acceptTask = Task { await serving.accept(server) }
         logger.info("control socket listening", metadata: ["socket": "\(options.socketPath)"])
-        return ControlServer(socketPath: options.socketPath, socketFile: socketFile, group: group, serverChannel: server.channel, acceptTask: acceptTask)
+        return ControlServer(
+            socketPath: options.socketPath, socketFile: socketFile, group: group, serverChannel: server.channel,
+            acceptTask: acceptTask)
     }
 
-    private init(socketPath: String, socketFile: ListeningSocket, group: MultiThreadedEventLoopGroup, serverChannel: Channel, acceptTask: Task<Void, Never>) {
+    private init(
+        socketPath: String, socketFile: ListeningSocket, group: MultiThreadedEventLoopGroup, serverChannel: Channel,
+        acceptTask: Task<Void, Never>
+    ) {
         self.socketPath = socketPath
         self.socketFile = socketFile
         self.group = group
@@ -149,7 +158,8 @@ struct ConnectionServer: Sendable {
     let logger: Logger
     private let clients = ClientCount()
 
-    init(dispatcher: CommandDispatcher, control: any DaemonControl, policy: PeerPolicy, maxClients: Int, logger: Logger) {
+    init(dispatcher: CommandDispatcher, control: any DaemonControl, policy: PeerPolicy, maxClients: Int, logger: Logger)
+    {
         self.dispatcher = dispatcher
         self.control = control
         self.policy = policy
@@ -177,7 +187,11 @@ struct ConnectionServer: Sendable {
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
                 guard admitted else {
-                    try await send(.failure(id: .null, ControlError(.busy, "the daemon already serves \(maxClients) clients; retry later")), outbound)
+                    try await send(
+                        .failure(
+                            id: .null,
+                            ControlError(.busy, "the daemon already serves \(maxClients) clients; retry later")),
+                        outbound)
                     return
                 }
                 if let refusal = policy.refusal(for: connection.peer) {
@@ -193,7 +207,8 @@ struct ConnectionServer: Sendable {
                         return
                     case .request(let line, let envelope, let payload):
                         connection.activity.setBusy(true)
-                        let outcome = await dispatcher.handle(line: line, envelope: envelope, payload: payload, peer: connection.peer)
+                        let outcome = await dispatcher.handle(
+                            line: line, envelope: envelope, payload: payload, peer: connection.peer)
                         connection.activity.setBusy(false)
                         switch outcome {
                         case .reply(let reply):
@@ -237,7 +252,8 @@ struct ConnectionServer: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await event in events {
-                    try await outbound.write(ByteBuffer(bytes: EncodedReply.encode(EventLine(id: id, event: event), payload: nil).line))
+                    try await outbound.write(
+                        ByteBuffer(bytes: EncodedReply.encode(EventLine(id: id, event: event), payload: nil).line))
                 }
             }
             defer { group.cancelAll() }

@@ -40,7 +40,8 @@ struct FrameDecoder: ByteToMessageDecoder {
             guard buffer.readableBytes >= pending.count else { return .needMoreData }
             let payload = Self.readData(&buffer, count: pending.count)
             pendingLine = nil
-            context.fireChannelRead(wrapInboundOut(.request(line: pending.line, envelope: pending.envelope, payload: payload)))
+            context.fireChannelRead(
+                wrapInboundOut(.request(line: pending.line, envelope: pending.envelope, payload: payload)))
             return .continue
         }
         let view = buffer.readableBytesView
@@ -68,14 +69,20 @@ struct FrameDecoder: ByteToMessageDecoder {
             guard count <= maxPayloadBytes else {
                 return fail(
                     context, &buffer, id: envelope?.id ?? .null,
-                    ControlError(.tooLarge, "inline payload of \(count) bytes is over the limit of \(maxPayloadBytes) bytes (control.max_inline_bytes); pass a file path instead or raise the limit")
+                    ControlError(
+                        .tooLarge,
+                        "inline payload of \(count) bytes is over the limit of \(maxPayloadBytes) bytes (control.max_inline_bytes); pass a file path instead or raise the limit"
+                    )
                 )
             }
             pendingLine = (line, envelope!, count)
         case .invalid?:
             return fail(
                 context, &buffer, id: envelope?.id ?? .null,
-                ControlError(.badRequest, "field 'bytes' should be a non-negative integer (the number of raw bytes after this line); the connection cannot be read further")
+                ControlError(
+                    .badRequest,
+                    "field 'bytes' should be a non-negative integer (the number of raw bytes after this line); the connection cannot be read further"
+                )
             )
         case .none?, nil:
             context.fireChannelRead(wrapInboundOut(.request(line: line, envelope: envelope, payload: nil)))
@@ -83,7 +90,9 @@ struct FrameDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
         // A client that hangs up mid-line or mid-payload sent nothing we could answer.
         while try decode(context: context, buffer: &buffer) == .continue {}
         buffer.moveReaderIndex(to: buffer.writerIndex)
@@ -91,10 +100,15 @@ struct FrameDecoder: ByteToMessageDecoder {
     }
 
     private func tooLongLine(_ length: Int) -> ControlError {
-        ControlError(.tooLarge, "request line of \(length)+ bytes is over the limit of \(maxLineBytes) bytes (control.max_line_bytes); send images as inline payloads or paths, not inside the JSON")
+        ControlError(
+            .tooLarge,
+            "request line of \(length)+ bytes is over the limit of \(maxLineBytes) bytes (control.max_line_bytes); send images as inline payloads or paths, not inside the JSON"
+        )
     }
 
-    private mutating func fail(_ context: ChannelHandlerContext, _ buffer: inout ByteBuffer, id: RequestID, _ error: ControlError) -> DecodingState {
+    private mutating func fail(
+        _ context: ChannelHandlerContext, _ buffer: inout ByteBuffer, id: RequestID, _ error: ControlError
+    ) -> DecodingState {
         broken = true
         buffer.moveReaderIndex(to: buffer.writerIndex)
         context.fireChannelRead(wrapInboundOut(.fatal(id: id, error)))

@@ -30,7 +30,9 @@ final class ListeningSocket: @unchecked Sendable {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = directory + "/.cyclegand.\(getpid()).sock.tmp"
         guard temporary.utf8.count <= maxPath, path.utf8.count <= maxPath else {
-            throw ControlSetupError("socket path '\(path)' is too long for a Unix socket (at most \(maxPath - 24) bytes here); choose a shorter --socket")
+            throw ControlSetupError(
+                "socket path '\(path)' is too long for a Unix socket (at most \(maxPath - 24) bytes here); choose a shorter --socket"
+            )
         }
         try Self.checkDirectory(directory)
         self.path = path
@@ -50,7 +52,8 @@ final class ListeningSocket: @unchecked Sendable {
             if let group, chown(temporary, uid_t.max, group) != 0 {
                 let reason = Self.errnoText()
                 unlink(temporary)
-                throw ControlSetupError("cannot give the socket to group \(group): \(reason); the daemon's user must be a member of it")
+                throw ControlSetupError(
+                    "cannot give the socket to group \(group): \(reason); the daemon's user must be a member of it")
             }
             guard chmod(temporary, group == nil ? 0o600 : 0o660) == 0 else {
                 let reason = Self.errnoText()
@@ -85,14 +88,19 @@ final class ListeningSocket: @unchecked Sendable {
         var info = stat()
         if lstat(directory, &info) != 0 {
             guard errno == ENOENT, mkdir(directory, 0o700) == 0 || errno == EEXIST, lstat(directory, &info) == 0 else {
-                throw ControlSetupError("socket directory \(directory) does not exist and cannot be created: \(errnoText()); create it (mode 0700) or choose another --socket")
+                throw ControlSetupError(
+                    "socket directory \(directory) does not exist and cannot be created: \(errnoText()); create it (mode 0700) or choose another --socket"
+                )
             }
         }
         guard (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw ControlSetupError("socket directory \(directory) is not a directory (a symbolic link is not accepted)")
+            throw ControlSetupError(
+                "socket directory \(directory) is not a directory (a symbolic link is not accepted)")
         }
         guard info.st_uid == geteuid() || info.st_uid == 0 else {
-            throw ControlSetupError("socket directory \(directory) belongs to uid \(info.st_uid), not to the daemon's user (uid \(geteuid())); use a directory of your own such as $XDG_RUNTIME_DIR")
+            throw ControlSetupError(
+                "socket directory \(directory) belongs to uid \(info.st_uid), not to the daemon's user (uid \(geteuid())); use a directory of your own such as $XDG_RUNTIME_DIR"
+            )
         }
         guard info.st_mode & 0o022 == 0 else {
             throw ControlSetupError(
@@ -107,9 +115,13 @@ final class ListeningSocket: @unchecked Sendable {
             throw ControlSetupError("cannot open the lock file \(lockPath): \(errnoText())")
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let holder =
+                (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(
+                    in: .whitespacesAndNewlines) ?? ""
             close(descriptor)
-            throw ControlSetupError("another cyclegand daemon\(holder.isEmpty ? "" : " (pid \(holder))") is already serving \(socketPath); stop it first or choose another --socket")
+            throw ControlSetupError(
+                "another cyclegand daemon\(holder.isEmpty ? "" : " (pid \(holder))") is already serving \(socketPath); stop it first or choose another --socket"
+            )
         }
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(descriptor, 0)

@@ -26,7 +26,8 @@ public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
     /// Reads SO_PEERCRED off a connected Unix socket channel.
     static func of(_ channel: Channel) -> EventLoopFuture<PeerCredentials> {
         guard let provider = channel as? SocketOptionProvider else {
-            return channel.eventLoop.makeFailedFuture(ControlError(.internal, "the connection has no socket to read peer credentials from"))
+            return channel.eventLoop.makeFailedFuture(
+                ControlError(.internal, "the connection has no socket to read peer credentials from"))
         }
         return peerCred(provider).map { cred in
             PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid, groups: supplementaryGroups(pid: cred.pid))
@@ -44,7 +45,8 @@ public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") })
         else { return [] }
-        return Set(line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) })
+        return Set(
+            line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) })
     }
 }
 

@@ -38,7 +38,8 @@ struct PeerFileAccess {
             throw ControlError(.forbidden, "input \(path) is not readable by uid \(peer.uid)")
         }
         guard info.st_size <= limit else {
-            throw ControlError(.tooLarge, "input \(path) has \(info.st_size) bytes, over the daemon's limit of \(limit) bytes")
+            throw ControlError(
+                .tooLarge, "input \(path) has \(info.st_size) bytes, over the daemon's limit of \(limit) bytes")
         }
         var data = Data(count: Int(info.st_size))
         let count = data.withUnsafeMutableBytes { raw -> Int in
@@ -78,7 +79,8 @@ struct PeerFileAccess {
         if fstatat(descriptor, name, &existing, AT_SYMLINK_NOFOLLOW) == 0 {
             guard overwrite else {
                 close(descriptor)
-                throw ControlError(.badRequest, "output \(path) already exists; choose a new name or set \"overwrite\": true")
+                throw ControlError(
+                    .badRequest, "output \(path) already exists; choose a new name or set \"overwrite\": true")
             }
             guard (existing.st_mode & S_IFMT) == S_IFREG else {
                 close(descriptor)
@@ -90,7 +92,9 @@ struct PeerFileAccess {
 
     private func resolve(_ path: String, what: String) throws(ControlError) -> String {
         guard path.hasPrefix("/") else {
-            throw ControlError(.badRequest, "\(what) path '\(path)' must be absolute (the daemon does not know the client's working directory)")
+            throw ControlError(
+                .badRequest,
+                "\(what) path '\(path)' must be absolute (the daemon does not know the client's working directory)")
         }
         guard let real = realpath(path, nil) else {
             throw errno == ENOENT || errno == ENOTDIR
@@ -110,12 +114,16 @@ struct PeerFileAccess {
             fstat(current, &info)
             guard allows(info, execute: true) else {
                 close(current)
-                throw ControlError(.forbidden, "uid \(peer.uid) may not reach \(original): a directory on its way is not searchable by it")
+                throw ControlError(
+                    .forbidden,
+                    "uid \(peer.uid) may not reach \(original): a directory on its way is not searchable by it")
             }
             let next = openat(current, String(component), openPathOnly | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             close(current)
             guard next >= 0 else {
-                throw ControlError(.forbidden, "\(original) changed while it was being checked (a directory became a link or vanished); refused")
+                throw ControlError(
+                    .forbidden,
+                    "\(original) changed while it was being checked (a directory became a link or vanished); refused")
             }
             current = next
         }
@@ -123,7 +131,8 @@ struct PeerFileAccess {
         fstat(current, &info)
         guard allows(info, execute: true) else {
             close(current)
-            throw ControlError(.forbidden, "uid \(peer.uid) may not reach \(original): its directory is not searchable by it")
+            throw ControlError(
+                .forbidden, "uid \(peer.uid) may not reach \(original): its directory is not searchable by it")
         }
         return current
     }
@@ -181,7 +190,9 @@ final class OutputFile: @unchecked Sendable {
             unlinkat(directory, temporary, 0)
             throw ControlError(.internal, "cannot write \(path): \(ListeningSocket.errnoText())")
         }
-        let placed = overwrite ? renameat(directory, temporary, directory, name) : linkat(directory, temporary, directory, name, 0)
+        let placed =
+            overwrite
+            ? renameat(directory, temporary, directory, name) : linkat(directory, temporary, directory, name, 0)
         let reason = errno
         if !overwrite || placed != 0 { unlinkat(directory, temporary, 0) }
         guard placed == 0 else {

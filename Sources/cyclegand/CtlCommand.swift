@@ -142,13 +142,17 @@ extension CtlCommand {
                 let started = Date()
                 let reply = try options.call("ping")
                 if options.printRaw(reply) { return }
-                print(String(format: "pong from %@ in %.2f ms", options.socketPath, Date().timeIntervalSince(started) * 1000))
+                print(
+                    String(
+                        format: "pong from %@ in %.2f ms", options.socketPath, Date().timeIntervalSince(started) * 1000)
+                )
             }
         }
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show uptime, queues, the current jobs, training and memory.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show uptime, queues, the current jobs, training and memory.")
         @OptionGroup var options: CtlOptions
 
         func run() throws {
@@ -164,10 +168,16 @@ extension CtlCommand {
                     "training    \(s.training.state.rawValue)\(s.training.model.map { " (\($0))" } ?? "")",
                     "interactive \(s.interactiveQueue) waiting",
                     "",
-                    table(["DIRECTION", "WAITING"], s.queues.sorted { $0.key < $1.key }.map { [$0.key, "\($0.value)"] }),
+                    table(
+                        ["DIRECTION", "WAITING"], s.queues.sorted { $0.key < $1.key }.map { [$0.key, "\($0.value)"] }),
                 ]
                 if !s.current.isEmpty {
-                    lines += ["", table(["RUNNING", "KIND", "DIRECTION", "INPUT"], s.current.map { [$0.id, $0.kind.rawValue, $0.direction, $0.input] })]
+                    lines += [
+                        "",
+                        table(
+                            ["RUNNING", "KIND", "DIRECTION", "INPUT"],
+                            s.current.map { [$0.id, $0.kind.rawValue, $0.direction, $0.input] }),
+                    ]
                 }
                 print(lines.joined(separator: "\n"))
             }
@@ -187,13 +197,17 @@ extension CtlCommand {
                     print("no models; import one with `cyclegand import` into the daemon's models folder")
                     return
                 }
-                print(table(["MODEL", "DIRECTIONS", "PATH"], models.map { [$0.name, $0.directions.joined(separator: ", "), $0.path] }))
+                print(
+                    table(
+                        ["MODEL", "DIRECTIONS", "PATH"],
+                        models.map { [$0.name, $0.directions.joined(separator: ", "), $0.path] }))
             }
         }
     }
 
     struct Directions: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the directions (inbox names) the daemon offers.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the directions (inbox names) the daemon offers.")
         @OptionGroup var options: CtlOptions
 
         func run() throws {
@@ -201,7 +215,10 @@ extension CtlCommand {
                 let reply = try options.call("directions")
                 if options.printRaw(reply) { return }
                 let directions = try reply.decode([DirectionInfo].self, field: "directions")
-                print(table(["DIRECTION", "MODEL", "FROM", "TO"], directions.map { [$0.name, $0.model, $0.from ?? "-", $0.to ?? "-"] }))
+                print(
+                    table(
+                        ["DIRECTION", "MODEL", "FROM", "TO"],
+                        directions.map { [$0.name, $0.model, $0.from ?? "-", $0.to ?? "-"] }))
             }
         }
     }
@@ -219,7 +236,8 @@ extension CtlCommand {
         @OptionGroup var options: CtlOptions
         @Argument(help: "The image to translate.") var input: String
         @Argument(help: "Where to write the result (a new file; its extension picks the format).") var output: String
-        @Option(help: "The direction, e.g. modern2vintage (`cyclegand ctl directions` lists them).") var direction: String
+        @Option(help: "The direction, e.g. modern2vintage (`cyclegand ctl directions` lists them).") var direction:
+            String
         @Option(help: "Output format: same, jpeg, png, webp, tiff (default: OUTPUT's extension).") var format: String?
         @Option(help: "Quality 1-100 for JPEG and WebP.") var quality: Int?
         @Option(help: "Per-image memory budget in bytes (large images go in bands under it).") var memoryLimit: UInt64?
@@ -238,7 +256,8 @@ extension CtlCommand {
                 var payload: Data?
                 if inline {
                     if !overwrite, FileManager.default.fileExists(atPath: outputPath) {
-                        throw CtlFailure(code: 1, message: "\(outputPath) already exists; choose a new name or pass --overwrite")
+                        throw CtlFailure(
+                            code: 1, message: "\(outputPath) already exists; choose a new name or pass --overwrite")
                     }
                     guard let bytes = FileManager.default.contents(atPath: inputPath) else {
                         throw CtlFailure(code: 2, message: "cannot read \(inputPath)")
@@ -246,7 +265,8 @@ extension CtlCommand {
                     payload = bytes
                     fields["name"] = .string((inputPath as NSString).lastPathComponent)
                     if format == nil, let byName = (outputPath as NSString).pathExtension.nonEmpty {
-                        fields["format"] = .string(["jpg": "jpeg", "tif": "tiff"][byName.lowercased()] ?? byName.lowercased())
+                        fields["format"] = .string(
+                            ["jpg": "jpeg", "tif": "tiff"][byName.lowercased()] ?? byName.lowercased())
                     }
                 } else {
                     fields["input"] = .string(inputPath)
@@ -266,13 +286,16 @@ extension CtlCommand {
                 let width = Int(reply.json["width"]?.number ?? 0)
                 let height = Int(reply.json["height"]?.number ?? 0)
                 let ms = reply.json["ms"]?.number ?? 0
-                print("\(outputPath): \(width)×\(height), \(String(format: "%.0f", ms)) ms (job \(reply.json["job"]?.string ?? "?"))")
+                print(
+                    "\(outputPath): \(width)×\(height), \(String(format: "%.0f", ms)) ms (job \(reply.json["job"]?.string ?? "?"))"
+                )
             }
         }
     }
 
     struct Jobs: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List queued and running jobs, in the order they will run.")
+        static let configuration = CommandConfiguration(
+            abstract: "List queued and running jobs, in the order they will run.")
         @OptionGroup var options: CtlOptions
 
         func run() throws {
@@ -284,13 +307,17 @@ extension CtlCommand {
                     print("no jobs")
                     return
                 }
-                print(table(["JOB", "KIND", "STATE", "DIRECTION", "INPUT"], jobs.map { [$0.id, $0.kind.rawValue, $0.state.rawValue, $0.direction, $0.input] }))
+                print(
+                    table(
+                        ["JOB", "KIND", "STATE", "DIRECTION", "INPUT"],
+                        jobs.map { [$0.id, $0.kind.rawValue, $0.state.rawValue, $0.direction, $0.input] }))
             }
         }
     }
 
     struct Cancel: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Cancel a queued job (a running one stops at its next checkpoint).")
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a queued job (a running one stops at its next checkpoint).")
         @OptionGroup var options: CtlOptions
         @Argument(help: "The job id, as `cyclegand ctl jobs` shows it.") var job: String
 
@@ -341,14 +368,17 @@ extension CtlCommand {
                 return "\(time)  done    \(direction)  \(input)  \(size)  \(ms)  → \(event["output"]?.string ?? "")"
             case "image_failed":
                 let error = event["error"]
-                return "\(time)  failed  \(direction)  \(input)  \(error?["code"]?.string ?? ""): \(error?["message"]?.string ?? "")"
+                return
+                    "\(time)  failed  \(direction)  \(input)  \(error?["code"]?.string ?? ""): \(error?["message"]?.string ?? "")"
             case "training_progress":
                 let training = event["training"]
-                return "\(time)  training  \(training?["state"]?.string ?? "")  epoch \(Int(training?["epoch"]?.number ?? 0))  iteration \(Int(training?["iteration"]?.number ?? 0))"
+                return
+                    "\(time)  training  \(training?["state"]?.string ?? "")  epoch \(Int(training?["epoch"]?.number ?? 0))  iteration \(Int(training?["iteration"]?.number ?? 0))"
             case "directions_changed":
-                let names = event["directions"].flatMap { value -> [String]? in
-                    if case .array(let items) = value { return items.compactMap(\.string) } else { return nil }
-                } ?? []
+                let names =
+                    event["directions"].flatMap { value -> [String]? in
+                        if case .array(let items) = value { return items.compactMap(\.string) } else { return nil }
+                    } ?? []
                 return "\(time)  directions now: \(names.joined(separator: ", "))"
             default:
                 return "\(time)  \(kind)"
@@ -357,7 +387,8 @@ extension CtlCommand {
     }
 
     struct Reload: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Re-read the configuration and rescan the models folder (like SIGHUP).")
+        static let configuration = CommandConfiguration(
+            abstract: "Re-read the configuration and rescan the models folder (like SIGHUP).")
         @OptionGroup var options: CtlOptions
 
         func run() throws {
@@ -373,7 +404,8 @@ extension CtlCommand {
     }
 
     struct Shutdown: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop the daemon (it finishes or requeues the current image).")
+        static let configuration = CommandConfiguration(
+            abstract: "Stop the daemon (it finishes or requeues the current image).")
         @OptionGroup var options: CtlOptions
 
         func run() throws {

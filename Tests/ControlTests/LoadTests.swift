@@ -24,9 +24,15 @@ import Testing
                 group.addTask {
                     try await onThread {
                         let client = try ControlClient(socketPath: socketPath)
-                        let reply = try client.call("translate", ["direction": .string(tinyDirection), "name": .string("\(index).png")], payload: input)
+                        let reply = try client.call(
+                            "translate", ["direction": .string(tinyDirection), "name": .string("\(index).png")],
+                            payload: input)
                         let size = reply.payload.flatMap(pngSize)
-                        let consistent = size.map { $0.width == Int(reply.json["width"]?.number ?? -1) && $0.height == Int(reply.json["height"]?.number ?? -1) } ?? false
+                        let consistent =
+                            size.map {
+                                $0.width == Int(reply.json["width"]?.number ?? -1)
+                                    && $0.height == Int(reply.json["height"]?.number ?? -1)
+                            } ?? false
                         return (index, size?.width ?? -1, size?.height ?? -1, reply.ok && consistent)
                     }
                 }
@@ -38,7 +44,8 @@ import Testing
         #expect(results.count == 64)
         for (index, width, height, ok) in results {
             #expect(ok, "client \(index)")
-            #expect(width == 8 + index % 16 && height == 8 + index / 16, "client \(index) got a \(width)x\(height) image")
+            #expect(
+                width == 8 + index % 16 && height == 8 + index / 16, "client \(index) got a \(width)x\(height) image")
         }
     }
 
@@ -50,9 +57,13 @@ import Testing
         // Half a line, then gone.
         try daemon.client().writeAll(Data(#"{"id":1,"cmd":"pi"#.utf8))
         // A payload announced, half of it sent, then gone.
-        try daemon.client().send(line: Data(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","bytes":\#(input.count)}"#.utf8), payload: input.prefix(input.count / 2))
+        try daemon.client().send(
+            line: Data(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","bytes":\#(input.count)}"#.utf8),
+            payload: input.prefix(input.count / 2))
         // A whole request, gone before the reply.
-        try daemon.client().send(line: Data(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","bytes":\#(input.count)}"#.utf8), payload: input)
+        try daemon.client().send(
+            line: Data(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","bytes":\#(input.count)}"#.utf8),
+            payload: input)
         // A subscriber, gone.
         _ = try daemon.client().call("subscribe")
 
@@ -68,9 +79,12 @@ import Testing
         var generator = SeededGenerator(seed: 20261122)
         let templates = [
             #"{"id":1,"cmd":"translate","direction":5}"#, #"{"id":[1],"cmd":"ping"}"#, #"{"id":1,"cmd":null}"#,
-            #"{"id":1,"cmd":"translate","quality":{"a":1},"direction":"x","input":"/etc/passwd"}"#, #"{"id":1,"cmd":"cancel","job":12}"#,
-            #"{"id":1,"cmd":"status""#, #"{"id":1,"cmd":"\u12"}"#, #"[[[[[[[[[[]]]]]]]]]]"#, "null", "\"just a string\"",
-            #"{"id":1e999,"cmd":"ping"}"#, #"{"id":1,"cmd":"translate","input":"../../etc/shadow","output":"/etc/x","direction":"y"}"#,
+            #"{"id":1,"cmd":"translate","quality":{"a":1},"direction":"x","input":"/etc/passwd"}"#,
+            #"{"id":1,"cmd":"cancel","job":12}"#,
+            #"{"id":1,"cmd":"status""#, #"{"id":1,"cmd":"\u12"}"#, #"[[[[[[[[[[]]]]]]]]]]"#, "null",
+            "\"just a string\"",
+            #"{"id":1e999,"cmd":"ping"}"#,
+            #"{"id":1,"cmd":"translate","input":"../../etc/shadow","output":"/etc/x","direction":"y"}"#,
         ]
         var client = try daemon.client()
         var answered = 0
@@ -83,11 +97,15 @@ import Testing
             case 0..<4:
                 // Random bytes without a newline, not starting with blank space.
                 let count = Int.random(in: 1...300, using: &generator)
-                line = Data((0..<count).map { _ in
-                    var byte = UInt8.random(in: 0...255, using: &generator)
-                    if byte == 0x0A { byte = 0x41 }
-                    return byte
-                }.enumerated().map { $0.offset == 0 && ($0.element == 0x20 || $0.element == 0x09 || $0.element == 0x0D) ? 0x41 : $0.element })
+                line = Data(
+                    (0..<count).map { _ in
+                        var byte = UInt8.random(in: 0...255, using: &generator)
+                        if byte == 0x0A { byte = 0x41 }
+                        return byte
+                    }.enumerated().map {
+                        $0.offset == 0 && ($0.element == 0x20 || $0.element == 0x09 || $0.element == 0x0D)
+                            ? 0x41 : $0.element
+                    })
             case 4..<8:
                 line = Data(templates[Int.random(in: 0..<templates.count, using: &generator)].utf8)
             default:
@@ -98,7 +116,8 @@ import Testing
                     client = try daemon.client()
                     continue
                 }
-                line = Data(#"{"id":\#(index),"cmd":"translate","direction":"\#(tinyDirection)","quality":"\#(index)"}"#.utf8)
+                line = Data(
+                    #"{"id":\#(index),"cmd":"translate","direction":"\#(tinyDirection)","quality":"\#(index)"}"#.utf8)
             }
             try client.send(line: line)
             sentWellFramed += 1

@@ -24,7 +24,14 @@ import Testing
         #expect(status.json["status"]?["training"]?["state"] == .string("idle"))
 
         let models = try client.call("models")
-        #expect(models.json["models"] == .array([.object(["name": .string("tiny"), "directions": .array([.string(tinyDirection)]), "path": .string(tinyModels! + "/tiny")])]))
+        #expect(
+            models.json["models"]
+                == .array([
+                    .object([
+                        "name": .string("tiny"), "directions": .array([.string(tinyDirection)]),
+                        "path": .string(tinyModels! + "/tiny"),
+                    ])
+                ]))
         let directions = try client.call("directions")
         #expect(directions.json["directions"]?.arrayValue?.first?["name"] == .string(tinyDirection))
         #expect(try client.call("jobs").json["jobs"] == .array([]))
@@ -55,7 +62,8 @@ import Testing
         let client = try daemon.client()
 
         let output = files.file("out.png")
-        let reply = try client.call("translate", ["direction": .string(tinyDirection), "input": .string(input), "output": .string(output)])
+        let reply = try client.call(
+            "translate", ["direction": .string(tinyDirection), "input": .string(input), "output": .string(output)])
         #expect(reply.ok, "\(reply.error.map(\.description) ?? "")")
         #expect(reply.json["output"] == .string(output))
         #expect(reply.json["width"] == .number(40) && reply.json["height"] == .number(24))
@@ -63,18 +71,23 @@ import Testing
         #expect(pngSize(written)! == (40, 24))
 
         // The output now exists: refused, and nothing is overwritten.
-        let again = try client.call("translate", ["direction": .string(tinyDirection), "input": .string(input), "output": .string(output)])
+        let again = try client.call(
+            "translate", ["direction": .string(tinyDirection), "input": .string(input), "output": .string(output)])
         #expect(again.error?.code == "bad_request")
         #expect(FileManager.default.contents(atPath: output) == written)
 
         // Inline: the image goes in as bytes and comes back as bytes, the same pixels as the file form.
-        let inline = try client.call("translate", ["direction": .string(tinyDirection), "name": .string("x.png")], payload: FileManager.default.contents(atPath: input))
+        let inline = try client.call(
+            "translate", ["direction": .string(tinyDirection), "name": .string("x.png")],
+            payload: FileManager.default.contents(atPath: input))
         #expect(inline.ok)
         #expect(inline.json["bytes"]?.number == Double(inline.payload?.count ?? -1))
         #expect(pngSize(try #require(inline.payload))! == (40, 24))
 
         // JPEG by the output's extension.
-        let jpeg = try client.call("translate", ["direction": .string(tinyDirection), "input": .string(input), "output": .string(files.file("out.jpg"))])
+        let jpeg = try client.call(
+            "translate",
+            ["direction": .string(tinyDirection), "input": .string(input), "output": .string(files.file("out.jpg"))])
         #expect(jpeg.json["format"] == .string("jpeg"))
         #expect(FileManager.default.contents(atPath: files.file("out.jpg"))?.prefix(2) == Data([0xFF, 0xD8]))
     }
@@ -94,13 +107,28 @@ import Testing
         #expect(try code(#"{"id":true,"cmd":"ping"}"#) == "bad_request")
         #expect(try code(#"{"id":1}"#) == "bad_request")
         #expect(try code(#"{"id":1,"cmd":7}"#) == "bad_request")
-        #expect(try code(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"\#(input)","quality":"high"}"#) == "bad_request")
-        #expect(try code(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"relative.png","output":"/tmp/x.png"}"#) == "bad_request")
+        #expect(
+            try code(
+                #"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"\#(input)","quality":"high"}"#)
+                == "bad_request")
+        #expect(
+            try code(
+                #"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"relative.png","output":"/tmp/x.png"}"#
+            ) == "bad_request")
         #expect(try code(#"{"id":1,"cmd":"translate","input":"\#(input)"}"#) == "bad_request")
         #expect(try code(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)"}"#) == "bad_request")
-        #expect(try code(#"{"id":1,"cmd":"translate","direction":"nope2never","input":"\#(input)","output":"\#(files.file("o.png"))"}"#) == "not_found")
-        #expect(try code(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"\#(files.file("missing.png"))","output":"\#(files.file("o.png"))"}"#) == "not_found")
-        #expect(try code(#"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"\#(files.path)","output":"\#(files.file("o.png"))"}"#) == "bad_request")
+        #expect(
+            try code(
+                #"{"id":1,"cmd":"translate","direction":"nope2never","input":"\#(input)","output":"\#(files.file("o.png"))"}"#
+            ) == "not_found")
+        #expect(
+            try code(
+                #"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"\#(files.file("missing.png"))","output":"\#(files.file("o.png"))"}"#
+            ) == "not_found")
+        #expect(
+            try code(
+                #"{"id":1,"cmd":"translate","direction":"\#(tinyDirection)","input":"\#(files.path)","output":"\#(files.file("o.png"))"}"#
+            ) == "bad_request")
 
         // Ids come back as they were sent.
         try client.send(line: Data(#"{"id":"abc-1","cmd":"ping"}"#.utf8))
@@ -110,7 +138,8 @@ import Testing
         #expect(reply.json["id"] == .number(42) && reply.error?.code == "unknown_command")
 
         // A payload that is not an image fails in the daemon with its own code; the connection goes on.
-        let garbage = try client.call("translate", ["direction": .string(tinyDirection)], payload: Data("not an image at all".utf8))
+        let garbage = try client.call(
+            "translate", ["direction": .string(tinyDirection)], payload: Data("not an image at all".utf8))
         #expect(garbage.error?.code == "unreadable_image")
         #expect(try client.call("ping").ok)
 
@@ -170,7 +199,10 @@ import Testing
 
         let worker = try daemon.client()
         let output = files.file("o.png")
-        #expect(try worker.call("translate", ["direction": .string(tinyDirection), "input": .string(input), "output": .string(output)]).ok)
+        #expect(
+            try worker.call(
+                "translate", ["direction": .string(tinyDirection), "input": .string(input), "output": .string(output)]
+            ).ok)
         let event = try subscriber.readReply()
         #expect(event.json["id"] == subscribed.json["id"])
         #expect(event.json["event"] == .string("image_done"))

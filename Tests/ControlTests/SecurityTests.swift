@@ -63,7 +63,10 @@ import Testing
         func translate(_ input: String, _ output: String) throws -> (status: Int32, output: String) {
             let result = try runProcess(
                 "/usr/sbin/runuser",
-                ["-u", "nobody", "--", binary, "ctl", "translate", input, output, "--direction", tinyDirection, "--json", "--socket", daemon.socketPath])
+                [
+                    "-u", "nobody", "--", binary, "ctl", "translate", input, output, "--direction", tinyDirection,
+                    "--json", "--socket", daemon.socketPath,
+                ])
             return (result.status, result.output)
         }
         let forbidden = #""code":"forbidden""#
@@ -98,7 +101,8 @@ import Testing
         try bindSocket(stale, path)
         close(stale)
 
-        let server = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
+        let server = try await ControlServer.start(
+            control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
         #expect(try await onThread { try ControlClient(socketPath: path).call("ping").ok })
         await server.stop()
         #expect(!FileManager.default.fileExists(atPath: path))
@@ -107,11 +111,15 @@ import Testing
     @Test func liveSocketIsNeverTakenOver() async throws {
         let folder = TempDir("live", mode: 0o700)
         let path = folder.file("s.sock")
-        let first = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
+        let first = try await ControlServer.start(
+            control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
         await #expect(throws: ControlSetupError.self) {
-            _ = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
+            _ = try await ControlServer.start(
+                control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
         }
-        #expect(try await onThread { try ControlClient(socketPath: path).call("ping").ok }, "the first server still owns the socket")
+        #expect(
+            try await onThread { try ControlClient(socketPath: path).call("ping").ok },
+            "the first server still owns the socket")
         await first.stop()
 
         // Another program listening there (without our lock) is not displaced either.
@@ -120,14 +128,16 @@ import Testing
         try bindSocket(other, path)
         listen(other, 1)
         await #expect(throws: ControlSetupError.self) {
-            _ = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
+            _ = try await ControlServer.start(
+                control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
         }
     }
 
     @Test func unsafePlacesAreRefused() async throws {
         let open = TempDir("open", mode: 0o777)
         await #expect(throws: ControlSetupError.self) {
-            _ = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: open.file("s.sock")), logger: quiet)
+            _ = try await ControlServer.start(
+                control: StandInDaemon(), options: ControlServerOptions(socketPath: open.file("s.sock")), logger: quiet)
         }
         #expect(!FileManager.default.fileExists(atPath: open.file("s.sock")))
 
@@ -135,7 +145,8 @@ import Testing
         let path = folder.file("s.sock")
         try Data("keep me".utf8).write(to: URL(fileURLWithPath: path))
         await #expect(throws: ControlSetupError.self) {
-            _ = try await ControlServer.start(control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
+            _ = try await ControlServer.start(
+                control: StandInDaemon(), options: ControlServerOptions(socketPath: path), logger: quiet)
         }
         #expect(FileManager.default.contents(atPath: path) == Data("keep me".utf8))
     }
@@ -148,7 +159,9 @@ private func bindSocket(_ descriptor: CInt, _ path: String) throws {
     address.sun_family = sa_family_t(AF_UNIX)
     withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
     let result = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
     }
     try #require(result == 0)
 }
@@ -157,13 +170,17 @@ private func bindSocket(_ descriptor: CInt, _ path: String) throws {
 struct StandInDaemon: DaemonControl {
     func status() async -> DaemonStatus {
         DaemonStatus(
-            version: "test", pid: getpid(), uptimeSeconds: 0, root: "/", queues: [:], interactiveQueue: 0, current: [], workers: 1,
-            training: .idle, memory: MemoryUse(residentBytes: 0, peakResidentBytes: 0, limitBytes: 0), processed: 0, failed: 0,
+            version: "test", pid: getpid(), uptimeSeconds: 0, root: "/", queues: [:], interactiveQueue: 0, current: [],
+            workers: 1,
+            training: .idle, memory: MemoryUse(residentBytes: 0, peakResidentBytes: 0, limitBytes: 0), processed: 0,
+            failed: 0,
             stopping: false)
     }
     func models() async -> [ModelInfo] { [] }
     func directions() async -> [DirectionInfo] { [] }
-    func translate(_ request: TranslateRequest) async throws -> TranslateReply { throw DaemonError(.notFound, "no models") }
+    func translate(_ request: TranslateRequest) async throws -> TranslateReply {
+        throw DaemonError(.notFound, "no models")
+    }
     func jobs() async -> [JobInfo] { [] }
     func cancel(id: String) async -> CancelReply { CancelReply(id: id, outcome: .notFound) }
     func reload() async throws -> ReloadReply { ReloadReply(directions: [], added: [], removed: []) }

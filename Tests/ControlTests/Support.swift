@@ -17,7 +17,9 @@ let cyclegandBinary: String? = {
     if let path = ProcessInfo.processInfo.environment["CYCLEGAND_BIN"], fm.isExecutableFile(atPath: path) {
         return path
     }
-    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cyclegand").path
+    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+        "cyclegand"
+    ).path
     if fm.isExecutableFile(atPath: beside) { return beside }
     let candidates = ((try? fm.contentsOfDirectory(atPath: repositoryRoot)) ?? []).filter { $0.hasPrefix(".build") }
         .flatMap { build in ["debug", "release"].map { "\(repositoryRoot)/\(build)/\($0)/cyclegand" } }
@@ -46,7 +48,9 @@ final class TempDir: @unchecked Sendable {
 
 /// Runs a process to its end; returns its exit status and standard output.
 @discardableResult
-func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String, error: String) {
+func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (
+    status: Int32, output: String, error: String
+) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -98,7 +102,8 @@ final class DaemonProcess: @unchecked Sendable {
         try Data(config.utf8).write(to: URL(fileURLWithPath: configFile))
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
-            "serve", "--config", configFile, "--root", folder.file("spool"), "--models-dir", models, "--socket", socketPath,
+            "serve", "--config", configFile, "--root", folder.file("spool"), "--models-dir", models, "--socket",
+            socketPath,
             "--log-level", "warning", "--threads", "1",
         ]
         FileManager.default.createFile(atPath: log, contents: nil)
