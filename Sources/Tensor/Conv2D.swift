@@ -294,7 +294,20 @@ enum GatherGEMM {
                                 } else {
                                     let row = plane + sy * input.rowStride
                                     let cmap = cols.baseAddress! + kx * ow
-                                    for ox in ox0..<ox1 {
+                                    let span = map.spans[kx]
+                                    let lo = min(max(span.lo, ox0), ox1)
+                                    let hi = max(min(span.hi, ox1), lo)
+                                    for ox in ox0..<lo {
+                                        let sx = Int(cmap[ox])
+                                        d[ox - ox0] = sx < 0 ? 0 : row[sx]
+                                    }
+                                    if span.step == 1 {
+                                        (d + (lo - ox0)).update(from: row + span.base + lo, count: hi - lo)
+                                    } else {
+                                        let src = row + span.base
+                                        for ox in lo..<hi { d[ox - ox0] = src[ox * span.step] }
+                                    }
+                                    for ox in hi..<ox1 {
                                         let sx = Int(cmap[ox])
                                         d[ox - ox0] = sx < 0 ? 0 : row[sx]
                                     }

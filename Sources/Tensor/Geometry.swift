@@ -46,6 +46,16 @@ public struct GatherMap: Sendable {
     public let outWidth: Int
     public let rows: [Int32]
     public let cols: [Int32]
+    /// Per column tap: the output columns lo..<hi where cols[kx][ox] = base + step·ox,
+    /// so im2col can copy those with a plain strided loop instead of a gather.
+    let spans: [ColumnSpan]
+
+    struct ColumnSpan {
+        var lo: Int
+        var hi: Int
+        var base: Int
+        var step: Int
+    }
 
     public init(kernelHeight: Int, kernelWidth: Int, outHeight: Int, outWidth: Int, rows: [Int32], cols: [Int32]) {
         precondition(rows.count == kernelHeight * outHeight && cols.count == kernelWidth * outWidth)
@@ -55,6 +65,20 @@ public struct GatherMap: Sendable {
         self.outWidth = outWidth
         self.rows = rows
         self.cols = cols
+        spans = (0..<kernelWidth).map { kx in
+            let c = cols[(kx * outWidth)..<((kx + 1) * outWidth)].map(Int.init)
+            guard outWidth >= 2 else { return ColumnSpan(lo: 0, hi: 0, base: 0, step: 0) }
+            let mid = outWidth / 2
+            let step = c[mid] - c[mid - 1]
+            let base = c[mid] - step * mid
+            func fits(_ ox: Int) -> Bool { c[ox] >= 0 && c[ox] == base + step * ox }
+            guard step > 0, fits(mid), fits(mid - 1) else { return ColumnSpan(lo: 0, hi: 0, base: 0, step: 0) }
+            var lo = mid - 1
+            while lo > 0 && fits(lo - 1) { lo -= 1 }
+            var hi = mid + 1
+            while hi < outWidth && fits(hi) { hi += 1 }
+            return ColumnSpan(lo: lo, hi: hi, base: base, step: step)
+        }
     }
 
     /// A strided convolution over padded coordinates: `rowMap`/`colMap` give,
