@@ -166,6 +166,8 @@ public final class ModelStore: @unchecked Sendable {
             try ResnetGenerator(architecture: arch, weights: weights)
         }
         lock.lock()
+        // A version of this network that another process replaced is not needed any more.
+        generators = generators.filter { !$0.key.hasPrefix("\(model)/\(role.rawValue)/") }
         generators[key] = generator
         lock.unlock()
         return generator
