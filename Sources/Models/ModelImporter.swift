@@ -163,11 +163,12 @@ public struct ModelImporter {
         return out.sorted { $0.0 < $1.0 }
     }
 
-    /// `latest_net_G_A.pth` → ("latest", G_A); `5_net_D_B.pth` → ("5", D_B).
+    /// `latest_net_G_A.pth` → ("latest", G_A); `5_net_D_B.pth` → ("5", D_B); the
+    /// same names ending in `.safetensors` (what `cyclegand export` writes) too.
     static func referenceFileName(_ file: String) -> (String, NetworkRole)? {
         for role in NetworkRole.allCases {
-            let suffix = "_net_\(role.rawValue).pth"
-            if file.hasSuffix(suffix), file.count > suffix.count {
+            for suffix in ["_net_\(role.rawValue).pth", "_net_\(role.rawValue).safetensors"]
+            where file.hasSuffix(suffix) && file.count > suffix.count {
                 return (String(file.dropLast(suffix.count)), role)
             }
         }

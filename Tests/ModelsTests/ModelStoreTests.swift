@@ -239,18 +239,8 @@ import Testing
         #expect(try loadStateDict(dropFile)["model.10.conv_block.6.weight"]?.rank == 4)
 
         let back = ModelImporter(store: store)
-        if format == .pth {
-            try back.run(
-                ImportRequest(paths: [out], name: "copy", domains: .init(a: "horse", b: "zebra")))
-        } else {
-            for role in NetworkRole.allCases {
-                try back.run(
-                    ImportRequest(
-                        paths: [out.appendingPathComponent("latest_net_\(role.rawValue).safetensors")],
-                        name: "copy",
-                        domains: .init(a: "horse", b: "zebra"), role: role))
-            }
-        }
+        // A folder of exported files imports as a reference checkpoint folder, in either format.
+        try back.run(ImportRequest(paths: [out], name: "copy", domains: .init(a: "horse", b: "zebra")))
         try back.run(ImportRequest(paths: [dropFile], name: "drop2copy"))
         for role in NetworkRole.allCases {
             let a = try store.weights(model: "horse2zebra", role: role)
@@ -285,6 +275,7 @@ import Testing
     @Test func referenceFileNames() {
         #expect(ModelImporter.referenceFileName("latest_net_G_A.pth")! == ("latest", .generatorA))
         #expect(ModelImporter.referenceFileName("12_net_D_B.pth")! == ("12", .discriminatorB))
+        #expect(ModelImporter.referenceFileName("latest_net_G_B.safetensors")! == ("latest", .generatorB))
         #expect(ModelImporter.referenceFileName("_net_G_A.pth") == nil)
         #expect(ModelImporter.referenceFileName("horse2zebra.pth") == nil)
     }
