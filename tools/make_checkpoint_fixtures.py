@@ -194,6 +194,19 @@ def with_views(net):
     return sd
 
 
+def write_deflated(source, name, expected):
+    """The same archive repacked with compression, which torch.load still reads."""
+    import zipfile
+    path = os.path.join(OUT, name)
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            out = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            out.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(out, src.read(info.filename))
+    loaded = torch.load(path, weights_only=True)
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+
+
 def write_generators():
     x = image(1, 24, 24)
     plain = generator(10)
@@ -204,6 +217,7 @@ def write_generators():
     save({"epoch": 7, "state_dict": plain.state_dict(), "note": "wrapped"}, "gen_wrapped.pth")
     save(with_views(plain), "gen_views.pth")
     save(OrderedDict((k, v.half()) for k, v in plain.state_dict().items()), "gen_half.pth")
+    write_deflated(os.path.join(OUT, "gen_zip.pth"), "gen_deflated.pth", plain.state_dict())
     save_io(plain, x, "gen_zip")
 
     dropout = generator(11, use_dropout=True)

@@ -84,10 +84,15 @@ final class TorchStorage {
     /// The storage's bytes inside the mapped checkpoint.
     let bytes: UnsafeRawBufferPointer
 
-    init(dtype: SafeTensorsDType, key: String, bytes: UnsafeRawBufferPointer) {
+    /// The bytes lie in the mapped file (tensors may be views of them), not in
+    /// a temporary buffer (tensors must be copies).
+    let inPlace: Bool
+
+    init(dtype: SafeTensorsDType, key: String, bytes: UnsafeRawBufferPointer, inPlace: Bool) {
         self.dtype = dtype
         self.key = key
         self.bytes = bytes
+        self.inPlace = inPlace
     }
 
     var count: Int { bytes.count / dtype.byteSize }

@@ -30,10 +30,13 @@ public struct TorchCheckpoint: @unchecked Sendable {
 
     public static func open(_ url: URL) throws -> TorchCheckpoint {
         let file = try MappedFile(url: url)
-        return try withExtendedLifetime(file) { try read(file) }
+        // Compressed archives are inflated into buffers that must outlive the
+        // pickle's storages, until the tensors have been copied out of them.
+        let inflater = Inflater(url: url)
+        return try withExtendedLifetime((file, inflater)) { try read(file, inflater) }
     }
 
-    private static func read(_ file: MappedFile) throws -> TorchCheckpoint {
+    private static func read(_ file: MappedFile, _ inflater: Inflater) throws -> TorchCheckpoint {
         let url = file.url
         func fail(_ problem: String) -> TorchCheckpointError {
             TorchCheckpointError(file: url.path, problem: problem)
@@ -42,7 +45,7 @@ public struct TorchCheckpoint: @unchecked Sendable {
         let root: PickleValue
         do {
             if bytes.count >= 4, bytes.loadUnaligned(as: UInt32.self) == UInt32(0x0403_4b50).littleEndian {
-                root = try readZip(bytes)
+                root = try readZip(bytes, inflater: inflater)
             } else if bytes.count >= 2, bytes[0] == 0x80 {
                 root = try readLegacy(bytes)
             } else if bytes.count == 0 {
@@ -70,8 +73,8 @@ public struct TorchCheckpoint: @unchecked Sendable {
 
     // MARK: formats
 
-    private static func readZip(_ bytes: UnsafeRawBufferPointer) throws -> PickleValue {
-        let zip = try ZipDirectory(bytes)
+    private static func readZip(_ bytes: UnsafeRawBufferPointer, inflater: Inflater) throws -> PickleValue {
+        let zip = try ZipDirectory(bytes, inflater: inflater)
         guard
             let pkl = zip.entries.first(where: { $0.name.hasSuffix("/data.pkl") || $0.name == "data.pkl" }
             )
@@ -103,7 +106,7 @@ public struct TorchCheckpoint: @unchecked Sendable {
                     problem: "storage \(key) holds \(data.count) bytes, fewer than its \(count) elements need"
                 )
             }
-            return .storage(TorchStorage(dtype: dtype, key: key, bytes: data))
+            return .storage(TorchStorage(dtype: dtype, key: key, bytes: data, inPlace: entry.method == 0))
         }
         return try machine.run(pickle).0
     }
@@ -148,7 +151,8 @@ public struct TorchCheckpoint: @unchecked Sendable {
                     problem: "storage \(key) is a legacy storage view, which cyclegand does not read")
             }
             return .storage(
-                TorchStorage(dtype: dtype, key: key, bytes: UnsafeRawBufferPointer(start: nil, count: 0)))
+                TorchStorage(
+                    dtype: dtype, key: key, bytes: UnsafeRawBufferPointer(start: nil, count: 0), inPlace: false))
         }
         let (object, afterObject) = try collect.run(bytes, from: afterInfo)
         let (keyList, afterKeys) = try plain.run(bytes, from: afterObject)
@@ -185,7 +189,7 @@ public struct TorchCheckpoint: @unchecked Sendable {
             guard let data = located[ref.storage.key] else {
                 throw PickleError(problem: "storage \(ref.storage.key) is used but not stored (truncated?)")
             }
-            let storage = TorchStorage(dtype: ref.storage.dtype, key: ref.storage.key, bytes: data)
+            let storage = TorchStorage(dtype: ref.storage.dtype, key: ref.storage.key, bytes: data, inPlace: true)
             return .tensor(
                 TorchTensorRef(storage: storage, offset: ref.offset, shape: ref.shape, strides: ref.strides)
             )
@@ -282,7 +286,9 @@ public struct TorchCheckpoint: @unchecked Sendable {
         let contiguous = isContiguous(shape: shape, strides: ref.strides)
         let start = base + ref.offset * size
         if contiguous {
-            if ref.storage.dtype == .f32, Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 {
+            if ref.storage.inPlace, ref.storage.dtype == .f32,
+                Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0
+            {
                 return Tensor(
                     shape: shape,
                     borrowing: UnsafeMutableRawPointer(mutating: start).assumingMemoryBound(to: Float.self),

@@ -1,4 +1,5 @@
 import Foundation
+import ZIPFoundation
 
 /// The central directory of a zip archive held in memory (a mapped file), with
 /// each entry's data located in place. torch.save stores every record
@@ -15,6 +16,9 @@ struct ZipDirectory {
 
     let bytes: UnsafeRawBufferPointer
     let entries: [Entry]
+    /// Decompresses the entries of archives that were repacked with compression
+    /// (torch.save never compresses; torch.load still reads such archives).
+    let inflater: Inflater?
     private let byName: [String: Int]
 
     struct Failure: Error, CustomStringConvertible {
@@ -22,8 +26,9 @@ struct ZipDirectory {
         var description: String { problem }
     }
 
-    init(_ bytes: UnsafeRawBufferPointer) throws {
+    init(_ bytes: UnsafeRawBufferPointer, inflater: Inflater? = nil) throws {
         self.bytes = bytes
+        self.inflater = inflater
         func u16(_ o: Int) -> Int {
             Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
         }
@@ -124,11 +129,11 @@ struct ZipDirectory {
         else {
             throw Failure(problem: "zip entry \(entry.name) has no local header at byte \(h) (corrupt)")
         }
-        guard entry.method == 0 else {
-            throw Failure(
-                problem:
-                    "zip entry \(entry.name) is compressed (method \(entry.method)); torch.save stores entries "
-                    + "uncompressed, so this archive was repacked: re-save it with torch.save")
+        if entry.method != 0 {
+            guard let inflater else {
+                throw Failure(problem: "zip entry \(entry.name) is compressed (method \(entry.method))")
+            }
+            return try inflater.inflate(entry.name)
         }
         let nameLength = Int(
             UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: h + 26, as: UInt16.self)))
@@ -139,5 +144,38 @@ struct ZipDirectory {
             throw Failure(problem: "zip entry \(entry.name) runs past the end of the file (truncated?)")
         }
         return UnsafeRawBufferPointer(rebasing: bytes[start..<(start + entry.compressedSize)])
+    }
+}
+
+/// Inflates compressed zip entries (through ZIPFoundation) into buffers it owns
+/// until it is released: tensors made from them are copies, never views.
+final class Inflater {
+    let url: URL
+    private var archive: Archive?
+    private var buffers: [UnsafeMutableRawBufferPointer] = []
+
+    init(url: URL) {
+        self.url = url
+    }
+
+    deinit {
+        for b in buffers { b.deallocate() }
+    }
+
+    func inflate(_ name: String) throws -> UnsafeRawBufferPointer {
+        if archive == nil { archive = try Archive(url: url, accessMode: .read) }
+        guard let archive, let entry = archive[name] else {
+            throw ZipDirectory.Failure(problem: "cannot find \(name) again while decompressing it")
+        }
+        var data = Data()
+        do {
+            _ = try archive.extract(entry) { data.append($0) }
+        } catch {
+            throw ZipDirectory.Failure(problem: "cannot decompress \(name): \(error)")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 64)
+        buffers.append(buffer)
+        data.copyBytes(to: buffer.bindMemory(to: UInt8.self), count: data.count)
+        return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<data.count])
     }
 }

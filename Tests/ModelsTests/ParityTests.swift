@@ -16,7 +16,7 @@ import Testing
 
     @Test(arguments: [
         ("gen_zip.pth", "gen_zip"), ("gen_legacy.pth", "gen_zip"), ("gen_module_prefix.pth", "gen_zip"),
-        ("gen_norm_leftovers.pth", "gen_zip"), ("gen_views.pth", "gen_zip"),
+        ("gen_norm_leftovers.pth", "gen_zip"), ("gen_views.pth", "gen_zip"), ("gen_deflated.pth", "gen_zip"),
         ("gen_wrapped.pth", "gen_zip"),
         ("gen_dropout.pth", "gen_dropout"), ("gen_vintagify_layout.pth", "gen_vintagify_layout"),
         ("gen_ngf8_6blocks.pth", "gen_ngf8_6blocks"),

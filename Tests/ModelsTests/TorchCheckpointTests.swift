@@ -9,7 +9,7 @@ import Testing
     /// The reference generator's parameters, as the fixture script built them.
     static let plainGenerator = GeneratorArchitecture(ngf: 4, blocks: 2, affine: false)
 
-    @Test(arguments: ["gen_zip.pth", "gen_legacy.pth", "gen_views.pth"])
+    @Test(arguments: ["gen_zip.pth", "gen_legacy.pth", "gen_views.pth", "gen_deflated.pth"])
     func readsBothFormatsAndStridedViews(_ name: String) throws {
         let checkpoint = try TorchCheckpoint.open(Fixtures.url(name))
         let reference = try TorchCheckpoint.load(Fixtures.url("gen_zip.pth"))
