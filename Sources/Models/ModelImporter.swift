@@ -53,6 +53,11 @@ public struct ModelImporter {
     }
 
     public func run(_ request: ImportRequest) throws -> ImportResult {
+        try ModelImporter.checkName(request.name, what: "model name")
+        return try store.withWriteLock { try runLocked(request) }
+    }
+
+    private func runLocked(_ request: ImportRequest) throws -> ImportResult {
         try Self.checkName(request.name, what: "model name")
         let existing = try store.manifest(request.name)
         let domains = try request.domains ?? existing?.domains ?? Self.domains(fromName: request.name)

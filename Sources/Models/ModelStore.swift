@@ -249,6 +249,21 @@ public final class ModelStore: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Runs `body` holding the store's write lock (`flock` on `<root>/.lock`), so
+    /// that two imports into the same store do not interleave their commits.
+    /// Readers never take it: model.json is their consistent view.
+    func withWriteLock<T>(_ body: () throws -> T) throws -> T {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let url = root.appendingPathComponent(".lock")
+        let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileError.cannotWrite(url, errno: errno) }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw FileError.cannotWrite(url, errno: errno) }
+        }
+        return try body()
+    }
+
     /// Deletes a model folder.
     public func remove(_ name: String) throws {
         guard try manifest(name) != nil else {
