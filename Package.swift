@@ -34,9 +34,10 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CVips", "Tensor", "CycleGAN"], swiftSettings: kernelFlags),
         .target(
             name: "Daemon",
+            // Plain Glibc inotify, no model or image code: the executable plugs the real
+            // translator and model catalog in (Sources/cyclegand/ServeCommand.swift).
             dependencies: [
-                "Models", "Imaging", "CycleGAN", "CInotify",
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ]
         ),
         .target(
