@@ -26,6 +26,12 @@ APT_PACKAGES := libvips-dev libopenblas-dev libinotifytools0-dev pkg-config pyth
                 libvips-tools time socat
 
 BIN        := .build/release/cyclegand
+# One configuration for build, run, bench and test, so that `make test` after `make run`
+# (or the GIMP test's `build` inside `make test`) never rebuilds everything: a clean release
+# build of the package and its dependencies takes 8-13 minutes on 2 busy cores, and
+# `swift test` needs -enable-testing for the suites' @testable imports. Measured cost of
+# -enable-testing on `translate` of a 512² image: within run-to-run noise (about 3 % user time).
+SWIFT_FLAGS := -c release -Xswiftc -enable-testing
 
 # The default model: the generator inside the MIT-licensed PyPI wheel vintagify 0.1.2.
 MODEL_WHEEL   := vintagify-0.1.2-py3-none-any.whl
@@ -107,16 +113,16 @@ $(WEIGHTS):
 # --- build, test, run -------------------------------------------------------
 
 build: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build $(SWIFT_FLAGS)
 
-# Release with -enable-testing, measured against plain `swift test` (debug) from clean on
-# the 2-core box (while other builds ran): the clean build takes longer (450 s vs 256 s),
-# but code that runs the generator is 7x slower in debug (parity + real-model suites:
-# 1.7 s vs 11.8 s CPU), and the image, daemon and bench-like tests run it many times.
+# Release rather than plain `swift test` (debug), measured from clean on the 2-core box
+# while other builds ran: the debug build is quicker (256 s vs 450 s), but code that runs
+# the generator is 7x slower in debug (parity + real-model suites: 1.7 s vs 11.8 s CPU),
+# and the imaging, daemon and socket tests run it many times.
 test: deps
 	@$(MAKE) --no-print-directory model || \
 	  echo "test: the default model is not available; tests that need it will say they are skipped."
-	$(SWIFT) test -c release -Xswiftc -enable-testing
+	$(SWIFT) test $(SWIFT_FLAGS)
 
 run: build model
 	@mkdir -p examples/out
