@@ -74,6 +74,24 @@ import Testing
         }
     }
 
+    @Test func aFolderMovedInIsTranslatedAndOriginalsCanBeKept() async throws {
+        let daemon = try makeDaemon { $0.keepOriginals = true }
+        try await running(daemon) {
+            dir.write("elsewhere/album/a.png", "a")
+            dir.write("elsewhere/album/deeper/b.png", "b")
+            let old = Date().addingTimeInterval(-60)
+            for f in ["album/a.png", "album/deeper/b.png"] {
+                try FileManager.default.setAttributes(
+                    [.modificationDate: old], ofItemAtPath: dir.path + "/elsewhere/" + f)
+            }
+            #expect(rename(dir.path + "/elsewhere/album", dir.path + "/spool/inbox/a2b/album") == 0)
+            #expect(await eventually { dir.files("spool/outbox/a2b") == ["album/a.png", "album/deeper/b.png"] })
+            #expect(await eventually { dir.files("spool/done/a2b") == ["album/a.png", "album/deeper/b.png"] })
+            #expect(dir.read("spool/done/a2b/album/deeper/b.png") == "b")
+            #expect(dir.files("spool/inbox").isEmpty)
+        }
+    }
+
     @Test func failuresAndUnknownDirectionsGoToFailedAndTheNextFileIsProcessed() async throws {
         let daemon = try makeDaemon()
         try await running(daemon) {
