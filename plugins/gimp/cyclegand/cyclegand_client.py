@@ -163,10 +163,15 @@ class Client:
         return self.call("shutdown")[0]
 
     def subscribe(self):
-        """Yields event dicts until the daemon stops or the caller stops iterating."""
+        """Subscribes now and returns an iterator of event dicts that ends when the daemon stops.
+        The connection then carries only events."""
         self.call("subscribe")
-        while True:
-            try:
-                yield self.read()[0]
-            except ConnectionError:
-                return
+
+        def events():
+            while True:
+                try:
+                    yield self.read()[0]
+                except ConnectionError:
+                    return
+
+        return events()
