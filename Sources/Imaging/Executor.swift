@@ -124,23 +124,19 @@ struct StreamedGenerator {
     }
 
     /// Bytes the streamed path holds at once for bands of `bandRows` output rows
-    /// of a `width`-wide image: the band buffers along the longest chain of
-    /// stages (output ← convT₂ ← convT₁ ← R), the convolutions' scratch, and
-    /// the stores when they are in memory.
+    /// of a `width`-wide image. Per output row, the longest chain of bands is the
+    /// last pass's: convT₂'s output (ngf channels, full width), convT₁'s (2·ngf,
+    /// half width, half the rows) and R's (4·ngf, quarter width, a quarter of the
+    /// rows), 7/4·ngf floats per pixel of the row; the first passes need 3/2·ngf.
+    /// Kernel halos add about a dozen rows; each worker has up to 16 MB of scratch.
     static func estimatedBytes(
         architecture: GeneratorArchitecture, height: Int, width: Int, bandRows: Int, storesInMemory: Bool, threads: Int
     ) -> Int {
-        let ngf = architecture.ngf
-        let w = width + 8
-        let full = (bandRows + 8) * w * 4
-        var bytes = full * (ngf * 2 + 3 + 3)  // convT₂ output band twice (raw and read by the last conv) + in/out
-        bytes += full / 2 * (ngf * 2) * 2  // convT₁ band (half width, half rows)
-        bytes += full / 4 * (ngf * 4) * 2  // R band read for convT₁
-        bytes += full * ngf * 2  // first-layer band in passes 1–3
-        bytes += threads * 16 << 20  // per-worker im2col / Winograd / kn2row scratch
+        let perRow = (architecture.ngf * 7 / 4 + 6) * (width + 8) * 4
+        var bytes = perRow * (bandRows + 12) + threads * (16 << 20)
         if storesInMemory {
             let (wh, ww) = ResnetGenerator.workingSize(height: height, width: width)
-            bytes += 3 * (wh / 4) * (ww / 4) * ngf * 4 * 4
+            bytes += 3 * (wh / 4) * (ww / 4) * architecture.ngf * 4 * 4
         }
         return bytes
     }

@@ -128,20 +128,20 @@ func chooseMode(_ a: GeneratorArchitecture, height: Int, width: Int, limit: Int)
     wholeImageBytes(a, height: height, width: width) <= limit ? .whole : .streamed
 }
 
-/// The tallest bands (a multiple of 4 rows, at least 4) whose working set fits
-/// the limit, after the decoded input and output spools.
+/// The tallest bands (a multiple of 4 rows, from 4 to 512) whose working set fits
+/// the limit, after the decoded input and output spools (up to 8 bytes a pixel).
 func streamedBandRows(
     _ a: GeneratorArchitecture, height: Int, width: Int, options: ImageTranslation.Options
 ) -> Int {
     let threads = Compute(threads: options.threads).threads
-    var rows = 256
+    let budget = options.memoryLimit - height * width * 8
+    var rows = 512
     while rows > 4
         && StreamedGenerator.estimatedBytes(
-            architecture: a, height: height, width: width, bandRows: rows, storesInMemory: false,
-            threads: threads)
-            + height * width * 8 > options.memoryLimit
+            architecture: a, height: height, width: width, bandRows: rows, storesInMemory: false, threads: threads)
+            > budget
     {
-        rows /= 2
+        rows -= 4
     }
     return rows
 }
