@@ -102,7 +102,8 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             configuration = try loadConfiguration()
         } catch {
-            Self.fail("\(error)")
+            // EX_CONFIG: the units' RestartPreventExitStatus= keeps systemd from retrying in a loop.
+            Self.fail("\(error)", status: 78)
         }
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
@@ -158,9 +159,9 @@ struct ServeCommand: AsyncParsableCommand {
         await server?.stop()
     }
 
-    static func fail(_ message: String) -> Never {
+    static func fail(_ message: String, status: Int32 = 1) -> Never {
         FileHandle.standardError.write(Data("cyclegand serve: \(message)\n".utf8))
-        Foundation.exit(1)
+        Foundation.exit(status)
     }
 }
 

@@ -363,4 +363,21 @@ struct IntegrationTests {
         #expect(serve.log.contains("Drop images into \(dir.path)/spool/inbox/a2b/"))
         #expect(serve.log.contains("SIGHUP: reloading"))
     }
+
+    @Test func configurationErrorsExitWith78AndASecondDaemonOnTheSpoolIsRefused() throws {
+        dir.write("bad.toml", "workers = 2\nqualty = 90\n")
+        let (status, output) = try Binary.run(["serve", "--config", dir.path + "/bad.toml", "--no-socket"])
+        #expect(status == 78)
+        #expect(output.contains("unknown key `qualty`"), "\(output)")
+
+        try importTinyModel()
+        let first = try ServeProcess(dir: dir, run: 0)
+        #expect(first.waitReady(), "\(first.log)")
+        let (second, message) = try Binary.run([
+            "serve", "--root", dir.path + "/spool", "--models-dir", dir.path + "/models", "--no-socket",
+        ])
+        #expect(second == 1)
+        #expect(message.contains("another cyclegand is already using the spool"), "\(message)")
+        #expect(first.terminate() == 0)
+    }
 }
