@@ -259,6 +259,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             temporary = temp
             let result = try translate(
                 input: item.input, output: temp, direction: item.direction, options: options, cancel: job.cancel)
+            // A cancel that came while the image was being translated still keeps it out of the outbox.
+            if job.cancel.isCancelled { throw DaemonError(.cancelled, "cancelled on request while it was translated") }
             let written = try spool.commitOutput(
                 item, temporary: temp, outputName: outputName, policy: config.onConflict)
             temporary = nil
@@ -379,6 +381,7 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             do {
                 let result = try translate(
                     input: input, output: temp, direction: request.direction, options: options, cancel: cancel)
+                if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled on request while it was translated") }
                 try FS.fsyncPath(temp)
                 if request.overwrite == true {
                     try FS.rename(temp, output)
@@ -397,6 +400,7 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         let out = scratch + "/output." + ext
         let result = try translate(
             input: input, output: out, direction: request.direction, options: options, cancel: cancel)
+        if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled on request while it was translated") }
         guard let bytes = FileManager.default.contents(atPath: out) else {
             throw DaemonError(.internal, "the translator reported success but wrote no \(out)")
         }

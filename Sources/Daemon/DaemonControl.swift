@@ -20,7 +20,8 @@ public protocol DaemonControl: Sendable {
     /// Queued and running jobs, interactive first, then in the order they will run.
     func jobs() async -> [JobInfo]
     /// Cancels a queued job (a watch-folder file then goes to failed/ with code `cancelled`);
-    /// a running job is flagged and stops at the translator's next checkpoint, if it has one.
+    /// a running job is flagged: its translation runs to the end (or to the translator's next
+    /// checkpoint, if it has any) but its result is not published and it fails as `cancelled`.
     func cancel(id: String) async -> CancelReply
     /// Re-reads the configuration file (when there is one) and rescans the models directory.
     func reload() async throws -> ReloadReply

@@ -124,6 +124,9 @@ import Testing
             let w3 = try #require(queued.first { $0.input == "w3.png" })
             #expect(await daemon.cancel(id: w3.id).outcome == .cancelled)
             #expect(await daemon.cancel(id: "nope").outcome == .notFound)
+            // Cancel w1 while it runs: it finishes translating but is not published.
+            let w1 = try #require(queued.first)
+            #expect(await daemon.cancel(id: w1.id).outcome == .cancelRequested)
             dir.write("in.png", "interactive")
             async let reply = daemon.translate(
                 TranslateRequest(direction: "a2b", input: dir.path + "/in.png", output: dir.path + "/out.png"))
@@ -131,9 +134,11 @@ import Testing
             translator.openGate()
             let r = try await reply
             #expect(r.output == dir.path + "/out.png" && dir.read("out.png") == "INTERACTIVE")
-            #expect(await eventually { dir.files("spool/outbox/a2b").count == 3 })
+            #expect(await eventually { dir.files("spool/outbox/a2b").count == 2 })
             #expect(translator.callLog == ["w1", "interactive", "w2", "w4"])
-            #expect(dir.files("spool/failed/a2b") == ["w3.png", "w3.png.error.json"])
+            #expect(dir.files("spool/outbox/a2b") == ["w2.png", "w4.png"])
+            #expect(
+                dir.files("spool/failed/a2b") == ["w1.png", "w1.png.error.json", "w3.png", "w3.png.error.json"])
         }
     }
 
