@@ -86,6 +86,14 @@ final class ServeProcess {
         try process.run()
     }
 
+    /// A test that stops early (a failed #require) must not leave a daemon behind.
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
     /// Waits for READY=1 (other messages, e.g. STATUS=, are skipped).
     func waitReady() -> Bool {
         for _ in 0..<200 {
