@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,7 +317,15 @@ def section_socket(ctx: Context) -> Section:
                 return Section(title, headers, [], ["the daemon did not open its socket"])
             time.sleep(0.05)
 
-        client = cyclegand_client.Client(str(sock))
+        # The socket file can appear a moment before the daemon accepts on it.
+        while True:
+            try:
+                client = cyclegand_client.Client(str(sock))
+                break
+            except ConnectionError:
+                if time.time() > deadline or daemon.poll() is not None:
+                    return Section(title, headers, [], ["the daemon did not accept connections on its socket"])
+                time.sleep(0.05)
         for _ in range(200):
             client.ping()
         pings = []
@@ -417,14 +426,22 @@ def main() -> int:
     )
 
     summary = machine_summary(ctx)
-    sections = []
+    sections, failed = [], []
     for name in chosen:
-        section = SECTIONS[name](ctx)
+        try:
+            section = SECTIONS[name](ctx)
+        except Exception as error:  # one broken section must not lose the others' results
+            traceback.print_exc()
+            failed.append(name)
+            section = Section(f"{name}: failed", ["error"], [[f"{type(error).__name__}: {error}"]])
         sections.append(section)
         print("\n" + section.text() + "\n", flush=True)
     report = "\n\n".join(["# cyclegand benchmark", summary] + [s.markdown() for s in sections]) + "\n"
     (args.out / "results.md").write_text(report)
     print(f"results written to {args.out / 'results.md'}")
+    if failed:
+        print(f"error: section(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
