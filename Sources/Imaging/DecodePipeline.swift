@@ -69,20 +69,32 @@ struct DecodePipeline {
         if upright.has("icc-profile-data") {
             // The embedded profile wins; a broken profile falls back to libvips'
             // interpretation-based conversion below.
-            srgb = try? upright.derive(path: path, .corrupt, "ICC transform") { cvips_icc_to_srgb($0, $1, sixteen ? 16 : 8) }
-            if let converted = srgb { metadata.icc = converted.blob("icc-profile-data") } else { _ = takeVipsError(fallback: "") }
+            srgb = try? upright.derive(path: path, .corrupt, "ICC transform") {
+                cvips_icc_to_srgb($0, $1, sixteen ? 16 : 8)
+            }
+            if let converted = srgb {
+                metadata.icc = converted.blob("icc-profile-data")
+            } else {
+                _ = takeVipsError(fallback: "")
+            }
         }
         if srgb == nil {
             let target = sixteen ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB
-            srgb = try upright.derive(path: path, .unreadable, "conversion to sRGB") { cvips_colourspace($0, $1, target) }
+            srgb = try upright.derive(path: path, .unreadable, "conversion to sRGB") {
+                cvips_colourspace($0, $1, target)
+            }
         }
         var rgb = srgb!
         if rgb.bands < 3 {
             throw ImagingError(.unreadable, path: path, reason: "cannot convert its \(rgb.bands)-band layout to RGB")
         }
-        if rgb.bands > 4 { rgb = try rgb.derive(path: path, .unreadable, "band extraction") { cvips_extract_bands($0, $1, 0, 4) } }
+        if rgb.bands > 4 {
+            rgb = try rgb.derive(path: path, .unreadable, "band extraction") { cvips_extract_bands($0, $1, 0, 4) }
+        }
         let wanted = sixteen ? VIPS_FORMAT_USHORT : VIPS_FORMAT_UCHAR
-        if rgb.format != wanted { rgb = try rgb.derive(path: path, .unreadable, "sample conversion") { cvips_cast($0, $1, wanted) } }
+        if rgb.format != wanted {
+            rgb = try rgb.derive(path: path, .unreadable, "sample conversion") { cvips_cast($0, $1, wanted) }
+        }
 
         image = rgb
         hasAlpha = rgb.bands == 4
@@ -93,7 +105,8 @@ struct DecodePipeline {
 
     private static func open(_ path: String, loader: String, sequential: Bool, strict: Bool) throws -> VipsImageRef {
         guard let image = cvips_open(path, loader, sequential ? 1 : 0, strict ? 1 : 0) else {
-            throw ImagingError(.corrupt, path: path, reason: "cannot read the header: \(takeVipsError(fallback: "no reason given"))")
+            throw ImagingError(
+                .corrupt, path: path, reason: "cannot read the header: \(takeVipsError(fallback: "no reason given"))")
         }
         return VipsImageRef(image)
     }

@@ -20,12 +20,15 @@ public enum ImageFile {
     /// Writes an RGB tensor [1, 3, H, W] in [-1, 1] to `path`, in the format
     /// `options.format`, else the path's extension, else the template's input
     /// format; with the template's alpha and metadata when given.
-    public static func save(_ tensor: Tensor, to path: String, template: ImageTemplate? = nil, options: SaveOptions = SaveOptions()) throws
-    {
+    public static func save(
+        _ tensor: Tensor, to path: String, template: ImageTemplate? = nil, options: SaveOptions = SaveOptions()
+    ) throws {
         guard tensor.shape.count == 4, tensor.shape[0] == 1, tensor.shape[1] == 3 else {
-            throw ImagingError(.invalidArgument, path: path, reason: "expected a [1, 3, H, W] tensor, got \(tensor.shape)")
+            throw ImagingError(
+                .invalidArgument, path: path, reason: "expected a [1, 3, H, W] tensor, got \(tensor.shape)")
         }
-        let sink = try ImageSink(destination: path, width: tensor.shape[3], height: tensor.shape[2], template: template, options: options)
+        let sink = try ImageSink(
+            destination: path, width: tensor.shape[3], height: tensor.shape[2], template: template, options: options)
         try sink.writeRows(y: 0, count: tensor.shape[2], from: tensor.data)
         try sink.finish()
     }

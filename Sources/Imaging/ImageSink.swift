@@ -23,7 +23,10 @@ public final class ImageSink {
     private var finished = false
 
     /// Fails early (before any work) on an unknown format or a size that does not match `template`.
-    public init(destination: String, width: Int, height: Int, template: ImageTemplate? = nil, options: SaveOptions = SaveOptions()) throws {
+    public init(
+        destination: String, width: Int, height: Int, template: ImageTemplate? = nil,
+        options: SaveOptions = SaveOptions()
+    ) throws {
         try VipsRuntime.ready(for: destination)
         guard width > 0, height > 0 else {
             throw ImagingError(.invalidArgument, path: destination, reason: "cannot write a \(width)×\(height) image")
@@ -31,7 +34,9 @@ public final class ImageSink {
         if let template, template.width != width || template.height != height {
             throw ImagingError(
                 .invalidArgument, path: destination,
-                reason: "output is \(width)×\(height) but its input \(template.path) is \(template.width)×\(template.height)")
+                reason:
+                    "output is \(width)×\(height) but its input \(template.path) is \(template.width)×\(template.height)"
+            )
         }
         if let quality = options.quality, !(1...100).contains(quality) {
             throw ImagingError(.invalidArgument, path: destination, reason: "quality \(quality) is not in 1...100")
@@ -46,7 +51,8 @@ public final class ImageSink {
         self.template = template
         self.quality = options.quality
         spool = try MappedSpool.create(
-            byteCount: width * height * 3 * (bitDepth / 8), directory: temporaryDirectory(options.temporaryDirectory), path: destination)
+            byteCount: width * height * 3 * (bitDepth / 8), directory: temporaryDirectory(options.temporaryDirectory),
+            path: destination)
     }
 
     /// The format to write: the one asked for, else the destination's extension
@@ -56,7 +62,8 @@ public final class ImageSink {
             let format = OutputFormat.normalised(asked)
             guard cvips_find_saver("." + format) != nil else {
                 _ = takeVipsError(fallback: "")
-                throw ImagingError(.writeFailed, path: destination, reason: "libvips cannot write the format '\(asked)'")
+                throw ImagingError(
+                    .writeFailed, path: destination, reason: "libvips cannot write the format '\(asked)'")
             }
             return format
         }
@@ -74,7 +81,8 @@ public final class ImageSink {
             throw ImagingError(
                 .invalidArgument, path: destination,
                 reason: finished
-                    ? "rows written after finish()" : "rows \(y)..<\(y + count) written when row \(nextRow) of \(height) was next")
+                    ? "rows written after finish()"
+                    : "rows \(y)..<\(y + count) written when row \(nextRow) of \(height) was next")
         }
         let rowBytes = width * 3 * (bitDepth / 8)
         PixelCodec.encode(input, bitDepth: bitDepth, width: width, count: count, into: spool.base + y * rowBytes)
@@ -85,16 +93,23 @@ public final class ImageSink {
     public func finish() throws {
         guard !finished else { return }
         guard nextRow == height else {
-            throw ImagingError(.invalidArgument, path: destination, reason: "only \(nextRow) of \(height) rows were written")
+            throw ImagingError(
+                .invalidArgument, path: destination, reason: "only \(nextRow) of \(height) rows were written")
         }
         let sampleFormat = bitDepth == 16 ? VIPS_FORMAT_USHORT : VIPS_FORMAT_UCHAR
         let space = bitDepth == 16 ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB
-        guard let raw = cvips_image_from_memory(spool.base, spool.byteCount, Int32(width), Int32(height), 3, sampleFormat, space) else {
+        guard
+            let raw = cvips_image_from_memory(
+                spool.base, spool.byteCount, Int32(width), Int32(height), 3, sampleFormat, space)
+        else {
             throw ImagingError(
-                .writeFailed, path: destination, reason: "cannot wrap the output rows: \(takeVipsError(fallback: "no reason given"))")
+                .writeFailed, path: destination,
+                reason: "cannot wrap the output rows: \(takeVipsError(fallback: "no reason given"))")
         }
         var image = VipsImageRef(raw, keepAlive: [spool])
-        if OutputFormat.withAlpha.contains(format), let alpha = try template?.alphaImage(bitDepth: bitDepth, path: destination) {
+        if OutputFormat.withAlpha.contains(format),
+            let alpha = try template?.alphaImage(bitDepth: bitDepth, path: destination)
+        {
             image = try image.derive(path: destination, .writeFailed, "joining the alpha", alsoKeeping: [alpha]) {
                 cvips_bandjoin2($0, alpha.pointer, $1)
             }
@@ -117,7 +132,9 @@ public final class ImageSink {
     /// the sRGB ICC profile when the input had a profile, and the resolution.
     private func attach(_ metadata: ImageMetadata, to image: VipsImageRef) {
         cvips_set_resolution(image.pointer, metadata.xres, metadata.yres)
-        for (name, blob) in [("exif-data", metadata.exif), ("xmp-data", metadata.xmp), ("icc-profile-data", metadata.icc)] {
+        for (name, blob) in [
+            ("exif-data", metadata.exif), ("xmp-data", metadata.xmp), ("icc-profile-data", metadata.icc),
+        ] {
             guard let blob else { continue }
             blob.withUnsafeBytes { vips_image_set_blob_copy(image.pointer, name, $0.baseAddress, $0.count) }
         }

@@ -37,7 +37,8 @@ public final class ImageTemplate: Sendable {
                 spool.base, spool.byteCount, Int32(width), Int32(height), 4, format, VIPS_INTERPRETATION_MULTIBAND)
         else {
             throw ImagingError(
-                .writeFailed, path: output, reason: "cannot wrap the input's alpha: \(takeVipsError(fallback: "no reason given"))")
+                .writeFailed, path: output,
+                reason: "cannot wrap the input's alpha: \(takeVipsError(fallback: "no reason given"))")
         }
         let all = VipsImageRef(rgba, keepAlive: [spool])
         var alpha = try all.derive(path: output, .writeFailed, "alpha extraction") { cvips_extract_bands($0, $1, 3, 1) }
@@ -107,11 +108,13 @@ public final class ImageSource: @unchecked Sendable {
     /// Reads rows `y ..< y + count` as planar RGB floats [3][count][width] in [-1, 1].
     public func readRows(y: Int, count: Int, into output: UnsafeMutablePointer<Float>) throws {
         guard y >= 0, count >= 0, y + count <= height else {
-            throw ImagingError(.invalidArgument, path: path, reason: "rows \(y)..<\(y + count) are outside the image's \(height) rows")
+            throw ImagingError(
+                .invalidArgument, path: path, reason: "rows \(y)..<\(y + count) are outside the image's \(height) rows")
         }
         let spool = try decodedSpool()
         let rowBytes = width * bands * bytesPerSample
-        PixelCodec.decode(spool.base + y * rowBytes, bands: bands, bitDepth: bitDepth, width: width, count: count, into: output)
+        PixelCodec.decode(
+            spool.base + y * rowBytes, bands: bands, bitDepth: bitDepth, width: width, count: count, into: output)
     }
 
     /// What an `ImageSink` needs to write the output like this input.

@@ -22,7 +22,8 @@ public struct LoadOptions: Sendable {
     public static let defaultPixelLimit = 100_000_000
 
     public init(
-        pixelLimit: Int = LoadOptions.defaultPixelLimit, allowUntrustedLoaders: Bool = false, failOnWarnings: Bool = false,
+        pixelLimit: Int = LoadOptions.defaultPixelLimit, allowUntrustedLoaders: Bool = false,
+        failOnWarnings: Bool = false,
         temporaryDirectory: String? = nil
     ) {
         self.pixelLimit = pixelLimit
@@ -52,7 +53,9 @@ public struct SaveOptions: Sendable {
 /// The output format rules: suffix ↔ capabilities.
 enum OutputFormat {
     /// Formats whose libvips saver keeps an alpha channel.
-    static let withAlpha: Set<String> = ["png", "webp", "tif", "tiff", "gif", "heic", "heif", "avif", "jxl", "jp2", "j2k"]
+    static let withAlpha: Set<String> = [
+        "png", "webp", "tif", "tiff", "gif", "heic", "heif", "avif", "jxl", "jp2", "j2k",
+    ]
     /// Formats written with 16 bits per sample when the input had 16.
     static let with16Bit: Set<String> = ["png", "tif", "tiff"]
 

@@ -8,7 +8,8 @@ enum PixelCodec {
     /// Reads `count` rows of `width` band-interleaved pixels with `bands` bands
     /// (the first three are RGB) into planar floats [3][count][width].
     static func decode(
-        _ source: UnsafeRawPointer, bands: Int, bitDepth: Int, width: Int, count: Int, into output: UnsafeMutablePointer<Float>
+        _ source: UnsafeRawPointer, bands: Int, bitDepth: Int, width: Int, count: Int,
+        into output: UnsafeMutablePointer<Float>
     ) {
         let plane = width * count
         let s = scale(bitDepth: bitDepth)

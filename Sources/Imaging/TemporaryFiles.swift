@@ -20,7 +20,8 @@ final class MappedSpool: @unchecked Sendable {
         guard let base = mmap(nil, byteCount, protection, MAP_SHARED, descriptor, 0), base != MAP_FAILED else {
             let reason = String(cString: strerror(errno))
             close(descriptor)
-            throw ImagingError(.writeFailed, path: path, reason: "cannot map a \(byteCount)-byte temporary file: \(reason)")
+            throw ImagingError(
+                .writeFailed, path: path, reason: "cannot map a \(byteCount)-byte temporary file: \(reason)")
         }
         self.descriptor = descriptor
         self.byteCount = byteCount
@@ -38,7 +39,8 @@ final class MappedSpool: @unchecked Sendable {
         guard ftruncate(fd, off_t(byteCount)) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw ImagingError(.writeFailed, path: path, reason: "cannot size a temporary file in \(directory): \(reason)")
+            throw ImagingError(
+                .writeFailed, path: path, reason: "cannot size a temporary file in \(directory): \(reason)")
         }
         return try MappedSpool(descriptor: fd, byteCount: byteCount, writable: true, path: path)
     }
@@ -52,13 +54,15 @@ final class MappedSpool: @unchecked Sendable {
             close(fd)
             throw ImagingError(
                 .corrupt, path: path,
-                reason: "cannot decode (the file is damaged or truncated): \(takeVipsError(fallback: "no reason given"))")
+                reason:
+                    "cannot decode (the file is damaged or truncated): \(takeVipsError(fallback: "no reason given"))")
         }
         var info = stat()
         guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
             close(fd)
             throw ImagingError(
-                .writeFailed, path: path, reason: "decoded pixels did not fill the temporary file in \(directory) (disk full?)")
+                .writeFailed, path: path,
+                reason: "decoded pixels did not fill the temporary file in \(directory) (disk full?)")
         }
         return try MappedSpool(descriptor: fd, byteCount: expected, writable: false, path: path)
     }
@@ -68,7 +72,8 @@ final class MappedSpool: @unchecked Sendable {
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw ImagingError(
-                .writeFailed, path: path, reason: "cannot create a temporary file in \(directory): \(String(cString: strerror(errno)))")
+                .writeFailed, path: path,
+                reason: "cannot create a temporary file in \(directory): \(String(cString: strerror(errno)))")
         }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         return fd
@@ -95,7 +100,9 @@ enum AtomicFile {
         let (directory, _) = try split(destination)
         let folder = directory.isEmpty ? "/" : directory
         guard access(folder, W_OK | X_OK) == 0 else {
-            throw ImagingError(.writeFailed, path: destination, reason: "cannot write into \(folder): \(String(cString: strerror(errno)))")
+            throw ImagingError(
+                .writeFailed, path: destination,
+                reason: "cannot write into \(folder): \(String(cString: strerror(errno)))")
         }
         var info = stat()
         if stat(destination, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
@@ -112,7 +119,8 @@ enum AtomicFile {
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw ImagingError(
-                .writeFailed, path: destination, reason: "cannot create a file in \(directory): \(String(cString: strerror(errno)))")
+                .writeFailed, path: destination,
+                reason: "cannot create a file in \(directory): \(String(cString: strerror(errno)))")
         }
         let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         var closed = false
@@ -121,15 +129,19 @@ enum AtomicFile {
             try body(fd)
             guard fsync(fd) == 0 else {
                 throw ImagingError(
-                    .writeFailed, path: destination, reason: "cannot flush the output to disk: \(String(cString: strerror(errno)))")
+                    .writeFailed, path: destination,
+                    reason: "cannot flush the output to disk: \(String(cString: strerror(errno)))")
             }
             closed = true
             guard close(fd) == 0 else {
-                throw ImagingError(.writeFailed, path: destination, reason: "cannot close the output: \(String(cString: strerror(errno)))")
+                throw ImagingError(
+                    .writeFailed, path: destination,
+                    reason: "cannot close the output: \(String(cString: strerror(errno)))")
             }
             guard rename(temporary, destination) == 0 else {
                 throw ImagingError(
-                    .writeFailed, path: destination, reason: "cannot move the output into place: \(String(cString: strerror(errno)))")
+                    .writeFailed, path: destination,
+                    reason: "cannot move the output into place: \(String(cString: strerror(errno)))")
             }
         } catch {
             if !closed { close(fd) }

@@ -36,7 +36,9 @@ func takeVipsError(fallback: String) -> String {
 
 extension Substring {
     fileprivate func trimmingCharacters() -> String {
-        String(self.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+        String(
+            self.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed()
+        )
     }
 }
 
@@ -75,7 +77,8 @@ final class VipsImageRef: @unchecked Sendable {
     ) throws -> VipsImageRef {
         var out: UnsafeMutablePointer<VipsImage>?
         guard operation(pointer, &out) == 0, let out else {
-            throw ImagingError(kind, path: path, reason: "\(what) failed: \(takeVipsError(fallback: "no reason given"))")
+            throw ImagingError(
+                kind, path: path, reason: "\(what) failed: \(takeVipsError(fallback: "no reason given"))")
         }
         return VipsImageRef(out, keepAlive: keepAlive + others)
     }

@@ -5,6 +5,9 @@ struct Cyclegand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cyclegand",
         abstract: "Translate images between visual domains with CycleGAN generators.",
-        subcommands: [TranslateCommand.self, ServeCommand.self, CtlCommand.self, ImportCommand.self, ExportCommand.self, ModelsCommand.self, BenchCommand.self]
+        subcommands: [
+            TranslateCommand.self, ServeCommand.self, CtlCommand.self, ImportCommand.self, ExportCommand.self,
+            ModelsCommand.self, BenchCommand.self,
+        ]
     )
 }

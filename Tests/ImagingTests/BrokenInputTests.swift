@@ -6,7 +6,9 @@ import Testing
 @Suite struct BrokenInputTests {
     /// Loads `input` as `translate` would (load, then save beside it) and
     /// checks that it fails, that no output appears, and returns the error.
-    private func expectFailure(_ input: String, in scratch: Scratch, options: LoadOptions = LoadOptions()) -> ImagingError? {
+    private func expectFailure(_ input: String, in scratch: Scratch, options: LoadOptions = LoadOptions())
+        -> ImagingError?
+    {
         let before = scratch.contents
         let spool = scratch.file("spool")
         try? FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
@@ -17,8 +19,11 @@ import Testing
             try ImageFile.save(image.tensor, to: scratch.file("out.png"), template: image.template)
         }
         #expect(!FileManager.default.fileExists(atPath: scratch.file("out.png")), "no output file")
-        #expect(scratch.contents.filter { $0 != "spool" } == before.filter { $0 != "spool" }, "nothing left beside the input")
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).isEmpty, "no temporary files left")
+        #expect(
+            scratch.contents.filter { $0 != "spool" } == before.filter { $0 != "spool" },
+            "nothing left beside the input")
+        #expect(
+            ((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).isEmpty, "no temporary files left")
         return error
     }
 
@@ -26,12 +31,15 @@ import Testing
     private func noiseJPEG(_ scratch: Scratch, _ name: String) throws -> [UInt8] {
         try VipsCLI.vips("gaussnoise", scratch.file("noise.v"), "256", "256", "--mean", "128", "--sigma", "60")
         try VipsCLI.vips(
-            "bandjoin", "\(scratch.file("noise.v")) \(scratch.file("noise.v")) \(scratch.file("noise.v"))", scratch.file("noise3.v"))
+            "bandjoin", "\(scratch.file("noise.v")) \(scratch.file("noise.v")) \(scratch.file("noise.v"))",
+            scratch.file("noise3.v"))
         try VipsCLI.vips("cast", scratch.file("noise3.v"), scratch.file("noise8.v"), "uchar")
         try VipsCLI.vips("copy", scratch.file("noise8.v"), scratch.file(name))
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: scratch.file(name))))
         try FileManager.default.removeItem(atPath: scratch.file(name))
-        for temporary in ["noise.v", "noise3.v", "noise8.v"] { try FileManager.default.removeItem(atPath: scratch.file(temporary)) }
+        for temporary in ["noise.v", "noise3.v", "noise8.v"] {
+            try FileManager.default.removeItem(atPath: scratch.file(temporary))
+        }
         return bytes
     }
 
@@ -51,7 +59,8 @@ import Testing
 
     @Test func textNamedPNG() throws {
         let scratch = try Scratch()
-        let error = expectFailure(try scratch.write(Array("hello, I am not a picture\n".utf8), as: "text.png"), in: scratch)
+        let error = expectFailure(
+            try scratch.write(Array("hello, I am not a picture\n".utf8), as: "text.png"), in: scratch)
         #expect(error?.kind == .unreadable && error?.reason.contains("not an image") == true)
     }
 

@@ -21,7 +21,9 @@ import Testing
         try ImageFile.save(image.tensor, to: output, template: image.template)
         let written = try VipsCLI.raw(output)
         #expect(written.bands == 4)
-        #expect(maxDifference(bands(written.bytes, count: 1, of: 4, from: 3), bands(reference.bytes, count: 1, of: 4, from: 3)) == 0)
+        #expect(
+            maxDifference(
+                bands(written.bytes, count: 1, of: 4, from: 3), bands(reference.bytes, count: 1, of: 4, from: 3)) == 0)
         if suffix != "webp" { #expect(maxDifference(written.bytes, reference.bytes) == 0) }
     }
 
@@ -72,8 +74,11 @@ import Testing
         try ImageFile.save(image.tensor, to: scratch.file("out.png"), template: image.template)
         let written = try VipsCLI.raw(scratch.file("out.png"))
         #expect(written.bands == 4)
-        #expect(maxDifference(bands(written.bytes, count: 1, of: 4, from: 3), bands(reference.bytes, count: 1, of: 2, from: 1)) == 0)
-        #expect(maxDifference(bands(written.bytes, count: 1, of: 4, from: 1), bands(reference.bytes, count: 1, of: 2)) == 0)
+        #expect(
+            maxDifference(
+                bands(written.bytes, count: 1, of: 4, from: 3), bands(reference.bytes, count: 1, of: 2, from: 1)) == 0)
+        #expect(
+            maxDifference(bands(written.bytes, count: 1, of: 4, from: 1), bands(reference.bytes, count: 1, of: 2)) == 0)
     }
 
     @Test(arguments: [("palette.png", false), ("palette-transparent.png", true)])
@@ -124,7 +129,9 @@ import Testing
             #expect(description.contains("icc-profile-data"), "\(profile): output carries a profile")
             let sRGBAgain = scratch.file("srgb-" + name + ".png")
             try VipsCLI.vips("icc_transform", output, sRGBAgain, "srgb", "--embedded")
-            #expect(meanDifference(try VipsCLI.raw(sRGBAgain).bytes, written.bytes) < 1, "\(profile): the embedded profile is sRGB")
+            #expect(
+                meanDifference(try VipsCLI.raw(sRGBAgain).bytes, written.bytes) < 1,
+                "\(profile): the embedded profile is sRGB")
         }
     }
 }

@@ -21,7 +21,8 @@ import Testing
         let image = try ImageFile.load(Fixtures.path("animated.gif"))
         #expect(image.width == 48 && image.height == 32, "one frame, not a strip of two")
         let mean = image.mean(x: 0..<48, y: 0..<32)
-        #expect(abs(mean[0] - 200) < 3 && abs(mean[1] - 40) < 3 && abs(mean[2] - 40) < 3, "first frame's red, got \(mean)")
+        #expect(
+            abs(mean[0] - 200) < 3 && abs(mean[1] - 40) < 3 && abs(mean[2] - 40) < 3, "first frame's red, got \(mean)")
         try ImageFile.save(image.tensor, to: scratch.file("out"), template: image.template)
         #expect(try VipsCLI.loader(scratch.file("out"))?.hasPrefix("gifload") == true)
         #expect(try VipsCLI.field(scratch.file("out"), "n-pages") ?? "1" == "1")
@@ -87,9 +88,11 @@ import Testing
         #expect(image.template.inputFormat == suffix)
         // No extension: the output takes the input's format.
         let output = scratch.file("out")
-        try ImageFile.save(image.tensor, to: output, template: image.template, options: SaveOptions(quality: lossless ? nil : 95))
+        try ImageFile.save(
+            image.tensor, to: output, template: image.template, options: SaveOptions(quality: lossless ? nil : 95))
         let loader = try VipsCLI.loader(output) ?? "none"
-        let expectedLoader = ["jpg": "jpegload", "tif": "tiffload", "avif": "heifload", "heic": "heifload"][suffix] ?? suffix + "load"
+        let expectedLoader =
+            ["jpg": "jpegload", "tif": "tiffload", "avif": "heifload", "heic": "heifload"][suffix] ?? suffix + "load"
         #expect(loader.hasPrefix(expectedLoader), "wrote \(loader) for \(suffix)")
         if expectedLoader == "heifload" {
             #expect(try VipsCLI.field(output, "heif-compression") == (suffix == "avif" ? "av1" : "hevc"))

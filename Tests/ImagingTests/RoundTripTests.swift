@@ -53,7 +53,9 @@ import Testing
             let output = scratch.file("out16.\(suffix)")
             try ImageFile.save(image.tensor, to: output, template: image.template)
             #expect(try VipsCLI.field(output, "format")?.contains("USHORT") == true)
-            #expect(maxDifference(try VipsCLI.raw(output).bytes, reference.bytes) == 0, "\(suffix) 16-bit pixels survive exactly")
+            #expect(
+                maxDifference(try VipsCLI.raw(output).bytes, reference.bytes) == 0,
+                "\(suffix) 16-bit pixels survive exactly")
 
             // A format without 16-bit samples gets 8-bit: the high byte, rounded.
             let jpeg = scratch.file("out16-\(suffix).png")
@@ -71,7 +73,9 @@ import Testing
         let image = try ImageFile.load(scratch.file("z16.png"))
         image.tensor.fill(0)
         try ImageFile.save(image.tensor, to: scratch.file("mid.png"), template: image.template)
-        let samples = try VipsCLI.raw(scratch.file("mid.png")).bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+        let samples = try VipsCLI.raw(scratch.file("mid.png")).bytes.withUnsafeBytes {
+            Array($0.bindMemory(to: UInt16.self))
+        }
         #expect(samples == Array(repeating: 32768, count: 6))  // 32767.5 ties to even
     }
 }
@@ -82,7 +86,8 @@ import Testing
         let scratch = try Scratch()
         let input = scratch.file("in.png")
         try VipsCLI.vips("gaussnoise", scratch.file("n.v"), "\(width)", "\(height)", "--mean", "128", "--sigma", "80")
-        try VipsCLI.vips("bandjoin", "\(scratch.file("n.v")) \(scratch.file("n.v")) \(scratch.file("n.v"))", scratch.file("n3.v"))
+        try VipsCLI.vips(
+            "bandjoin", "\(scratch.file("n.v")) \(scratch.file("n.v")) \(scratch.file("n.v"))", scratch.file("n3.v"))
         try VipsCLI.vips("cast", scratch.file("n3.v"), scratch.file("n8.v"), "uchar")
         try VipsCLI.vips("copy", scratch.file("n8.v"), input, "--interpretation", "srgb")
         let image = try ImageFile.load(input)
@@ -101,8 +106,12 @@ import Testing
         try ImageFile.save(image.tensor, to: scratch.file("out.png"), template: image.template)
         #expect(try VipsCLI.field(scratch.file("out.png"), "bands") == "3")
         #expect(try VipsCLI.field(scratch.file("out.png"), "format")?.contains("USHORT") == true)
-        let grey = try VipsCLI.raw(scratch.file("g16.png")).bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
-        let rgb = try VipsCLI.raw(scratch.file("out.png")).bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+        let grey = try VipsCLI.raw(scratch.file("g16.png")).bytes.withUnsafeBytes {
+            Array($0.bindMemory(to: UInt16.self))
+        }
+        let rgb = try VipsCLI.raw(scratch.file("out.png")).bytes.withUnsafeBytes {
+            Array($0.bindMemory(to: UInt16.self))
+        }
         #expect(grey.indices.allSatisfy { rgb[$0 * 3] == grey[$0] && rgb[$0 * 3 + 2] == grey[$0] })
     }
 }

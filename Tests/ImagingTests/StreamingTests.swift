@@ -14,7 +14,9 @@ import Testing
             let count = min(band, source.height - y)
             try source.readRows(y: y, count: count, into: scratch)
             for c in 0..<3 {
-                for i in 0..<(count * source.width) { all[c * plane + y * source.width + i] = scratch[c * count * source.width + i] }
+                for i in 0..<(count * source.width) {
+                    all[c * plane + y * source.width + i] = scratch[c * count * source.width + i]
+                }
             }
             y += count
         }
@@ -35,7 +37,8 @@ import Testing
         let scratch = try Scratch()
         let source = try ImageSource(path: Fixtures.path("rgba.png"))
         let template = try source.template()
-        let sink = try ImageSink(destination: scratch.file("streamed.png"), width: source.width, height: source.height, template: template)
+        let sink = try ImageSink(
+            destination: scratch.file("streamed.png"), width: source.width, height: source.height, template: template)
         #expect(sink.format == "png" && sink.bitDepth == 8)
         let band = 5
         let rows = UnsafeMutablePointer<Float>.allocate(capacity: 3 * band * source.width)
@@ -81,13 +84,17 @@ import Testing
     @Test func sinkChecksTheTemplatesSize() throws {
         let scratch = try Scratch()
         let template = try ImageSource(path: Fixtures.path("rgb.png")).template()
-        let error = expectImagingError { _ = try ImageSink(destination: scratch.file("o.png"), width: 47, height: 32, template: template) }
+        let error = expectImagingError {
+            _ = try ImageSink(destination: scratch.file("o.png"), width: 47, height: 32, template: template)
+        }
         #expect(error?.kind == .invalidArgument)
     }
 
     @Test func sinkRefusesAnUnwritableDestinationBeforeAnyWork() throws {
         let scratch = try Scratch()
-        let error = expectImagingError { _ = try ImageSink(destination: scratch.file("missing/out.png"), width: 4, height: 4) }
+        let error = expectImagingError {
+            _ = try ImageSink(destination: scratch.file("missing/out.png"), width: 4, height: 4)
+        }
         #expect(error?.kind == .writeFailed && error?.reason.contains("cannot write into") == true)
     }
 
@@ -107,7 +114,9 @@ import Testing
         let sink = try ImageSink(
             destination: scratch.file("out.png"), width: 48, height: 32, template: try source.template(),
             options: SaveOptions(temporaryDirectory: spool))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: spool).isEmpty, "spool files are unlinked as soon as they are made")
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: spool).isEmpty,
+            "spool files are unlinked as soon as they are made")
         _ = sink
         let missing = expectImagingError {
             _ = try ImageSink(
@@ -119,7 +128,9 @@ import Testing
 }
 
 @Suite struct FileNameTests {
-    @Test(arguments: ["with space.png", "ünïcødé 画像.png", "brackets[1].png", "semi;colon,comma.png", "-leading-dash.png"])
+    @Test(arguments: [
+        "with space.png", "ünïcødé 画像.png", "brackets[1].png", "semi;colon,comma.png", "-leading-dash.png",
+    ])
     func oddNamesLoadAndSave(name: String) throws {
         let scratch = try Scratch()
         let input = try scratch.copy("rgb.png", as: name)
