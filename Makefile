@@ -22,8 +22,8 @@ endif
 SWIFT      ?= swift
 PYTHON     ?= python3
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := libvips-dev libopenblas-dev libinotifytools0-dev pkg-config python3-venv \
-                libvips-tools time socat
+APT_PACKAGES := libvips-dev libopenblas-dev pkg-config python3-venv \
+                libvips-tools time socat systemd
 
 BIN        := .build/release/cyclegand
 # One configuration for build, run, bench and test, so that `make test` after `make run`
@@ -124,15 +124,16 @@ test: deps
 	  echo "test: the default model is not available; tests that need it will say they are skipped."
 	$(SWIFT) test $(SWIFT_FLAGS)
 
+# The daemon in the foreground on ./spool, with the default model imported into ./models.
+MODELS_DIR := models
+SPOOL      := spool
+
 run: build model
-	@mkdir -p examples/out
-	@shopt -s nullglob; n=0; \
-	for f in examples/images/*.{jpg,jpeg,png,tif,tiff,webp}; do \
-	  out="examples/out/$$(basename "$${f%.*}")_vintage.$${f##*.}"; \
-	  $(BIN) translate "$$f" "$$out" --weights $(WEIGHTS); \
-	  echo "  $$f -> $$out"; n=$$((n + 1)); \
-	done; \
-	echo "run: translated $$n images with the default model (modern -> vintage); results in $(CURDIR)/examples/out/"
+	@$(BIN) import $(WEIGHTS) --name modern2vintage --domains modern,vintage --models-dir $(MODELS_DIR) \
+	  --source-note "vintagify 0.1.2 wheel from PyPI (MIT), sha256 $(MODEL_SHA256)"
+	@echo "run: starting the daemon; drop images into $(CURDIR)/$(SPOOL)/inbox/modern2vintage/,"
+	@echo "     results appear in $(CURDIR)/$(SPOOL)/outbox/modern2vintage/ (Ctrl-C stops it)"
+	$(BIN) serve --root $(SPOOL) --models-dir $(MODELS_DIR)
 
 # --- benchmark --------------------------------------------------------------
 

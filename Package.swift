@@ -19,8 +19,7 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
-        // System libraries (Debian: libvips-dev, libinotifytools0-dev). OpenBLAS is loaded at run time: see Tensor/BLAS.swift.
-        .systemLibrary(name: "CInotify", path: "Sources/CInotify"),
+        // libvips (Debian: libvips-dev). OpenBLAS is loaded at run time (Tensor/BLAS.swift); inotify is Glibc's.
         .systemLibrary(name: "CVipsSystem", path: "Sources/CVipsSystem", pkgConfig: "vips"),
         // Fixed-arity wrappers around libvips' variadic API.
         .target(name: "CVips", dependencies: ["CVipsSystem"]),

@@ -39,7 +39,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var stopTimeout: Double
 
     public init(
-        root: String, modelsDir: String, memoryLimit: UInt64 = 2 << 30, threads: Int = 0,
+        root: String, modelsDir: String, memoryLimit: UInt64 = 1 << 30, threads: Int = 0,
         workers: Int = 1, keepOriginals: Bool = false, outputFormat: OutputFormat = .same,
         quality: Int = 92, maxPixels: Int = 100_000_000, socket: String, socketGroup: String? = nil,
         logLevel: Logger.Level = .info, onConflict: ConflictPolicy = .rename, stopTimeout: Double = 30
