@@ -29,7 +29,7 @@ import Testing
                 == .array([
                     .object([
                         "name": .string("tiny"), "directions": .array([.string(tinyDirection)]),
-                        "path": .string(tinyModels! + "/tiny"),
+                        "path": .string(daemon.modelsPath + "/tiny"),
                     ])
                 ]))
         let directions = try client.call("directions")

@@ -69,17 +69,15 @@ func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil)
     return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
 }
 
-/// A models folder with a tiny random generator (ngf 8, two blocks: milliseconds per image),
-/// imported once per test run with `cyclegand import`; it offers the direction `photo2test`.
-let tinyModels: String? = {
-    guard let binary = cyclegandBinary else { return nil }
-    let dir = "/tmp/cgc-models-\(getpid())"
-    if FileManager.default.fileExists(atPath: dir + "/tiny/model.json") { return dir }
+/// Imports a tiny random generator (ngf 8, two blocks: milliseconds per image) into `dir` with
+/// `cyclegand import`; it offers the direction `photo2test`.
+func importTinyModel(into dir: String) throws {
+    let binary = try #require(cyclegandBinary, "no cyclegand binary: build it or set CYCLEGAND_BIN")
     let generator = repositoryRoot + "/Tests/Fixtures/generators/reference_generator.pth"
-    let result = try? runProcess(
+    let result = try runProcess(
         binary, ["import", generator, "--name", "tiny", "--domains", "photo,test", "--as", "G_A", "--models-dir", dir])
-    return result?.status == 0 ? dir : nil
-}()
+    try #require(result.status == 0, "cyclegand import of the tiny test model failed: \(result.error)")
+}
 
 let tinyDirection = "photo2test"
 
@@ -88,21 +86,23 @@ let tinyDirection = "photo2test"
 final class DaemonProcess: @unchecked Sendable {
     let folder: TempDir
     let socketPath: String
+    let modelsPath: String
     let process = Process()
     private let log: String
 
     /// - Parameter config: extra TOML lines for the configuration file.
     init(config: String = "", socketFolderMode: mode_t = 0o700) throws {
         let binary = try #require(cyclegandBinary, "no cyclegand binary: build it or set CYCLEGAND_BIN")
-        let models = try #require(tinyModels, "cyclegand import of the tiny test model failed")
         folder = TempDir("daemon", mode: socketFolderMode)
+        modelsPath = folder.file("models")
+        try importTinyModel(into: modelsPath)
         socketPath = folder.file("cyclegand.sock")
         log = folder.file("daemon.log")
         let configFile = folder.file("cyclegand.toml")
         try Data(config.utf8).write(to: URL(fileURLWithPath: configFile))
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
-            "serve", "--config", configFile, "--root", folder.file("spool"), "--models-dir", models, "--socket",
+            "serve", "--config", configFile, "--root", folder.file("spool"), "--models-dir", modelsPath, "--socket",
             socketPath,
             "--log-level", "warning", "--threads", "1",
         ]
