@@ -21,6 +21,14 @@ public final class Tensor: @unchecked Sendable {
         self.owner = nil
     }
 
+    /// A tensor whose values the caller writes before reading any.
+    init(uninitializedShape shape: [Int]) {
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.data = .allocate(capacity: max(count, 1))
+        self.owner = nil
+    }
+
     /// A tensor holding `values`, which must have `shape`'s element count.
     public convenience init(shape: [Int], values: [Float]) {
         self.init(shape: shape)

@@ -17,53 +17,88 @@ struct Winograd3x3: @unchecked Sendable {
         outChannels = weight.shape[0]
         inChannels = weight.shape[1]
         self.bias = bias
-        let u = Tensor(shape: [36, outChannels, inChannels])
+        // U is written whole below: skip zero-filling 4× the filters' size.
+        let u = Tensor(uninitializedShape: [36, outChannels, inChannels])
         let pairs = outChannels * inChannels
         let cin = inChannels
         let out = u.data
-        // U = G g Gᵀ per (co, ci) pair, in Double for accuracy; output channels in parallel.
+        // U = G g Gᵀ for 8 input channels at a time (one per SIMD lane), output channels in parallel.
         Compute().forEach(outChannels) { co in
-            let g = Self.g
-            var t = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-            withUnsafeMutableBytes(of: &t) { raw in
-                let t = raw.bindMemory(to: Double.self).baseAddress!
-                for ci in 0..<cin {
-                    let w = weight.data + (co * cin + ci) * 9
-                    // t = G·w (6×3) ...
-                    for i in 0..<6 {
-                        for j in 0..<3 {
-                            t[i * 3 + j] =
-                                g[i * 3] * Double(w[j]) + g[i * 3 + 1] * Double(w[3 + j]) + g[i * 3 + 2]
-                                * Double(w[6 + j])
-                        }
+            var ci = 0
+            while ci < cin {
+                let lanes = min(8, cin - ci)
+                // w[r][c] of the lanes' filters, one SIMD per tap.
+                var w0 = SIMD8<Float>(), w1 = SIMD8<Float>(), w2 = SIMD8<Float>()
+                var w3 = SIMD8<Float>(), w4 = SIMD8<Float>(), w5 = SIMD8<Float>()
+                var w6 = SIMD8<Float>(), w7 = SIMD8<Float>(), w8 = SIMD8<Float>()
+                let f = weight.data + (co * cin + ci) * 9
+                if lanes == 8 {
+                    // Tap k of filter l sits at f[9l + k].
+                    @inline(__always) func tap(_ k: Int) -> SIMD8<Float> {
+                        SIMD8(f[k], f[9 + k], f[18 + k], f[27 + k], f[36 + k], f[45 + k], f[54 + k], f[63 + k])
                     }
-                    // ... then t·Gᵀ (6×6).
-                    for i in 0..<6 {
-                        for j in 0..<6 {
-                            let v = t[i * 3] * g[j * 3] + t[i * 3 + 1] * g[j * 3 + 1] + t[i * 3 + 2] * g[j * 3 + 2]
-                            out[(i * 6 + j) * pairs + co * cin + ci] = Float(v)
-                        }
+                    (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (
+                        tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8)
+                    )
+                } else {
+                    for l in 0..<lanes {
+                        let g = f + 9 * l
+                        (w0[l], w1[l], w2[l], w3[l], w4[l], w5[l]) = (g[0], g[1], g[2], g[3], g[4], g[5])
+                        (w6[l], w7[l], w8[l]) = (g[6], g[7], g[8])
                     }
                 }
+                // t = G·w (6×3), column by column ...
+                let t0 = Self.filterTransform(w0, w3, w6)
+                let t1 = Self.filterTransform(w1, w4, w7)
+                let t2 = Self.filterTransform(w2, w5, w8)
+                // ... then row i of U = G·(row i of t).
+                let base = out + co * cin + ci
+                func emit(_ i: Int, _ r: Six) {
+                    let row = UnsafeMutableRawPointer(base + i * 6 * pairs)
+                    let step = pairs * MemoryLayout<Float>.stride
+                    if lanes == 8 {
+                        row.storeBytes(of: r.0, as: SIMD8<Float>.self)
+                        (row + step).storeBytes(of: r.1, as: SIMD8<Float>.self)
+                        (row + 2 * step).storeBytes(of: r.2, as: SIMD8<Float>.self)
+                        (row + 3 * step).storeBytes(of: r.3, as: SIMD8<Float>.self)
+                        (row + 4 * step).storeBytes(of: r.4, as: SIMD8<Float>.self)
+                        (row + 5 * step).storeBytes(of: r.5, as: SIMD8<Float>.self)
+                        return
+                    }
+                    let dst = row.assumingMemoryBound(to: Float.self)
+                    for l in 0..<lanes {
+                        dst[l] = r.0[l]
+                        dst[pairs + l] = r.1[l]
+                        dst[2 * pairs + l] = r.2[l]
+                        dst[3 * pairs + l] = r.3[l]
+                        dst[4 * pairs + l] = r.4[l]
+                        dst[5 * pairs + l] = r.5[l]
+                    }
+                }
+                emit(0, Self.filterTransform(t0.0, t1.0, t2.0))
+                emit(1, Self.filterTransform(t0.1, t1.1, t2.1))
+                emit(2, Self.filterTransform(t0.2, t1.2, t2.2))
+                emit(3, Self.filterTransform(t0.3, t1.3, t2.3))
+                emit(4, Self.filterTransform(t0.4, t1.4, t2.4))
+                emit(5, Self.filterTransform(t0.5, t1.5, t2.5))
+                ci += lanes
             }
         }
         self.u = u
     }
 
-    /// Winograd's G for F(4×4, 3×3), row-major 6×3.
-    private static let g: SIMD32<Double> = {
-        let rows: [Double] = [
-            1.0 / 4, 0, 0,
-            -1.0 / 6, -1.0 / 6, -1.0 / 6,
-            -1.0 / 6, 1.0 / 6, -1.0 / 6,
-            1.0 / 24, 1.0 / 12, 1.0 / 6,
-            1.0 / 24, -1.0 / 12, 1.0 / 6,
-            0, 0, 1,
-        ]
-        var v = SIMD32<Double>()
-        for (i, x) in rows.enumerated() { v[i] = x }
-        return v
-    }()
+    /// G·(a, b, c) for Winograd's G of F(4×4, 3×3):
+    /// (a/4, −(a+b+c)/6, −(a−b+c)/6, a/24 + b/12 + c/6, a/24 − b/12 + c/6, c).
+    @inline(__always)
+    private static func filterTransform(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) -> Six {
+        let ac = a + c
+        return (
+            a * 0.25, (ac + b) * (-1.0 / 6), (ac - b) * (-1.0 / 6),
+            a * (1.0 / 24) + b * (1.0 / 12) + c * (1.0 / 6), a * (1.0 / 24) - b * (1.0 / 12) + c * (1.0 / 6), c
+        )
+    }
+
+    private typealias Six = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
 
     /// Tiles per block: wide enough that the 36 GEMMs run near OpenBLAS' peak and
     /// the filters U (36·Cout·Cin floats, 9 MB at 256 channels) are read once per
