@@ -1,6 +1,6 @@
 # cyclegand: build, test, run and benchmark (GNU make).
 #
-#   make run     build, fetch the default model, translate examples/images/ into examples/out/
+#   make run     build, fetch the default model, run the daemon on ./spool (inbox/modern2vintage/)
 #   make test    install what is missing, fetch the model (if it can), run every test
 #   make bench   cyclegand against PyTorch and ONNX Runtime (venv in .venv)
 #
@@ -47,7 +47,7 @@ BENCH_ARGS ?=
 .PHONY: help deps swift-check model build test run bench format-lint clean
 
 help:
-	@echo "make run          build, fetch the default model, translate examples/images/ into examples/out/"
+	@echo "make run          build, fetch the default model, run the daemon on ./spool (drop images in spool/inbox/modern2vintage/)"
 	@echo "make test         install what is missing, fetch the model if possible, run all tests"
 	@echo "make bench        cyclegand vs PyTorch vs ONNX Runtime (BENCH_ARGS='--only forward' etc.)"
 	@echo "make build        release build ($(BIN))"
