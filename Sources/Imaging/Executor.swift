@@ -41,19 +41,20 @@ struct StreamedGenerator {
             return PendingNorm(norm: m.normalization(eps: 1e-5, gamma: g, beta: b), activation: activation)
         }
 
-        let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, read: read)
-        let c1 = ConvStage(input, pending: nil, conv: layers.first, padding: .reflect(3), compute: compute)
+        let pool = BandPool()
+        let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, pool: pool, read: read)
+        let c1 = ConvStage(input, pending: nil, conv: layers.first, padding: .reflect(3), compute: compute, pool: pool)
         let n1 = finish(try moments(of: c1, bandRows: bandRows), .relu)
-        let c2 = ConvStage(c1, pending: n1, conv: layers.down[0], padding: .zero(1), compute: compute)
+        let c2 = ConvStage(c1, pending: n1, conv: layers.down[0], padding: .zero(1), compute: compute, pool: pool)
         let n2 = finish(try moments(of: c2, bandRows: max(1, bandRows / 2)), .relu)
-        let c3 = ConvStage(c2, pending: n2, conv: layers.down[1], padding: .zero(1), compute: compute)
+        let c3 = ConvStage(c2, pending: n2, conv: layers.down[1], padding: .zero(1), compute: compute, pool: pool)
 
         // Quarter resolution: the residual stream R and two scratch activations.
         let quarterRows = max(1, bandRows / 4)
         func store(_ like: RowStage) throws -> ActivationStore {
             try ActivationStore(
                 channels: like.channels, height: like.height, width: like.width, inMemory: storesInMemory,
-                directory: temporaryDirectory)
+                directory: temporaryDirectory, pool: pool)
         }
         let r = try store(c3)
         let n3 = finish(try moments(of: c3, bandRows: quarterRows, storingIn: r), .relu)
@@ -61,9 +62,9 @@ struct StreamedGenerator {
         let t1 = try store(r)
         let t2 = try store(r)
         for (conv1, conv2) in layers.blocks {
-            let a = ConvStage(r, pending: nil, conv: conv1, padding: .reflect(1), compute: compute)
+            let a = ConvStage(r, pending: nil, conv: conv1, padding: .reflect(1), compute: compute, pool: pool)
             let na = finish(try moments(of: a, bandRows: quarterRows, storingIn: t1), .relu)
-            let b = ConvStage(t1, pending: na, conv: conv2, padding: .reflect(1), compute: compute)
+            let b = ConvStage(t1, pending: na, conv: conv2, padding: .reflect(1), compute: compute, pool: pool)
             let nb = finish(try moments(of: b, bandRows: quarterRows, storingIn: t2), .none)
             try update(r, bandRows: quarterRows) { band in
                 let residual = try t2.rows(band.rows)
@@ -72,11 +73,11 @@ struct StreamedGenerator {
             }
         }
 
-        let u1 = TransposedConvStage(r, pending: nil, conv: layers.up[0], compute: compute)
+        let u1 = TransposedConvStage(r, pending: nil, conv: layers.up[0], compute: compute, pool: pool)
         let nu1 = finish(try moments(of: u1, bandRows: max(1, bandRows / 2)), .relu)
-        let u2 = TransposedConvStage(u1, pending: nu1, conv: layers.up[1], compute: compute)
+        let u2 = TransposedConvStage(u1, pending: nu1, conv: layers.up[1], compute: compute, pool: pool)
         let nu2 = finish(try moments(of: u2, bandRows: bandRows), .relu)
-        let out = ConvStage(u2, pending: nu2, conv: layers.last, padding: .reflect(3), compute: compute)
+        let out = ConvStage(u2, pending: nu2, conv: layers.last, padding: .reflect(3), compute: compute, pool: pool)
 
         // The output, cropped back to the image.
         let rowsOut = UnsafeMutablePointer<Float>.allocate(capacity: 3 * bandRows * width)

@@ -15,7 +15,36 @@ protocol RowStage: AnyObject {
     func rows(_ range: Range<Int>) throws -> Band
 }
 
-/// A band of rows of an activation, owning its memory.
+/// Recycles band buffers within one run. Bands are tens to hundreds of MB, which
+/// malloc hands out as fresh mappings: without reuse every band would fault its
+/// pages in again (minutes of system time on a 36 MP image).
+final class BandPool {
+    private var free: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+
+    /// A buffer of at least `count` floats: the smallest free one that fits, else a new one.
+    func take(_ count: Int) -> (UnsafeMutablePointer<Float>, Int) {
+        if let i = free.indices.filter({ free[$0].capacity >= count }).min(by: { free[$0].capacity < free[$1].capacity }
+        ) {
+            return free.remove(at: i)
+        }
+        return (.allocate(capacity: count), count)
+    }
+
+    func give(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+        free.append((pointer, capacity))
+        // Each stage of the chain keeps a couple of bands alive; more than that is garbage.
+        if free.count > 12 {
+            let i = free.indices.min(by: { free[$0].capacity < free[$1].capacity })!
+            free.remove(at: i).pointer.deallocate()
+        }
+    }
+
+    deinit {
+        for f in free { f.pointer.deallocate() }
+    }
+}
+
+/// A band of rows of an activation; its memory comes from (and goes back to) a pool.
 final class Band {
     let rows: Range<Int>
     let channels: Int
@@ -24,28 +53,21 @@ final class Band {
     /// Where plane c, row r (relative to `rows.lowerBound`) starts: c·channelStride + r·rowStride.
     let channelStride: Int
     let rowStride: Int
+    private let pool: BandPool
+    private let capacity: Int
 
-    /// Planar [C][rows][W].
-    init(rows: Range<Int>, channels: Int, width: Int) {
+    /// Planar [C][rows][W] (`interleaved`: [rows][C][W], as stores keep it).
+    init(rows: Range<Int>, channels: Int, width: Int, interleaved: Bool = false, pool: BandPool) {
         self.rows = rows
         self.channels = channels
         self.width = width
-        channelStride = rows.count * width
-        rowStride = width
-        data = .allocate(capacity: max(1, channels * rows.count * width))
+        channelStride = interleaved ? width : rows.count * width
+        rowStride = interleaved ? channels * width : width
+        self.pool = pool
+        (data, capacity) = pool.take(max(1, channels * rows.count * width))
     }
 
-    /// Row-interleaved [rows][C][W], as stores keep it.
-    init(interleavedRows rows: Range<Int>, channels: Int, width: Int) {
-        self.rows = rows
-        self.channels = channels
-        self.width = width
-        channelStride = width
-        rowStride = channels * width
-        data = .allocate(capacity: max(1, channels * rows.count * width))
-    }
-
-    deinit { data.deallocate() }
+    deinit { pool.give(data, capacity: capacity) }
 
     var planes: Planes { Planes(source: data, channels: channels, channelStride: channelStride, rowStride: rowStride) }
 
@@ -93,12 +115,14 @@ final class PaddedInput: RowStage {
     private let read: (Int, Int, UnsafeMutablePointer<Float>) throws -> Void
     private let sourceHeight: Int
     private let sourceWidth: Int
+    private let pool: BandPool
 
     /// `read(y, count, into)` fills [3][count][sourceWidth] planes of rows y..<y+count.
     init(
-        sourceHeight: Int, sourceWidth: Int, height: Int, width: Int,
+        sourceHeight: Int, sourceWidth: Int, height: Int, width: Int, pool: BandPool,
         read: @escaping (Int, Int, UnsafeMutablePointer<Float>) throws -> Void
     ) {
+        self.pool = pool
         self.sourceHeight = sourceHeight
         self.sourceWidth = sourceWidth
         self.height = height
@@ -107,7 +131,7 @@ final class PaddedInput: RowStage {
     }
 
     func rows(_ range: Range<Int>) throws -> Band {
-        let band = Band(rows: range, channels: 3, width: width)
+        let band = Band(rows: range, channels: 3, width: width, pool: pool)
         let inside = range.clamped(to: 0..<sourceHeight)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 3 * max(1, inside.count) * sourceWidth)
         defer { scratch.deallocate() }
@@ -151,7 +175,10 @@ final class ConvStage: RowStage {
     private let rowMap: [Int32]
     private let colMap: [Int32]
 
-    init(_ input: RowStage, pending: PendingNorm?, conv: Conv2D, padding: Padding, compute: Compute) {
+    let pool: BandPool
+
+    init(_ input: RowStage, pending: PendingNorm?, conv: Conv2D, padding: Padding, compute: Compute, pool: BandPool) {
+        self.pool = pool
         self.input = input
         self.pending = pending
         self.conv = conv
@@ -172,7 +199,7 @@ final class ConvStage: RowStage {
         let source = try input.rows(lo..<max(hi, lo))
         if let pending { source.normalize(pending.norm, pending.activation, compute: compute) }
         let local = padded.map { $0 < 0 ? $0 : $0 - Int32(lo) }
-        let out = Band(rows: range, channels: channels, width: width)
+        let out = Band(rows: range, channels: channels, width: width, pool: pool)
         conv.forward(source.planes, rowMap: local, colMap: colMap, into: out.data, compute: compute)
         return out
     }
@@ -188,7 +215,10 @@ final class TransposedConvStage: RowStage {
     let width: Int
     var channels: Int { conv.outChannels }
 
-    init(_ input: RowStage, pending: PendingNorm?, conv: ConvTranspose2D, compute: Compute) {
+    let pool: BandPool
+
+    init(_ input: RowStage, pending: PendingNorm?, conv: ConvTranspose2D, compute: Compute, pool: BandPool) {
+        self.pool = pool
         self.input = input
         self.pending = pending
         self.conv = conv
@@ -203,7 +233,7 @@ final class TransposedConvStage: RowStage {
         let hi = min(input.height, (range.upperBound - 1 + conv.padding) / s + 2)
         let source = try input.rows(lo..<hi)
         if let pending { source.normalize(pending.norm, pending.activation, compute: compute) }
-        let out = Band(rows: range, channels: channels, width: width)
+        let out = Band(rows: range, channels: channels, width: width, pool: pool)
         conv.forward(
             source.planes, inputHeight: input.height, inputWidth: input.width, inputRowBase: lo, outRows: range,
             into: out.data, compute: compute)
@@ -221,9 +251,11 @@ final class ActivationStore: RowStage {
     let width: Int
     private let memory: UnsafeMutablePointer<Float>?
     private let fd: Int32
+    private let pool: BandPool
     private var rowFloats: Int { channels * width }
 
-    init(channels: Int, height: Int, width: Int, inMemory: Bool, directory: String) throws {
+    init(channels: Int, height: Int, width: Int, inMemory: Bool, directory: String, pool: BandPool) throws {
+        self.pool = pool
         self.channels = channels
         self.height = height
         self.width = width
@@ -253,8 +285,9 @@ final class ActivationStore: RowStage {
     func write(_ band: Band) throws {
         let n = band.rows.count
         let staging = memory.map { $0 + band.rows.lowerBound * rowFloats }
-        let buffer = staging ?? .allocate(capacity: n * rowFloats)
-        defer { if staging == nil { buffer.deallocate() } }
+        let scratch = staging == nil ? pool.take(n * rowFloats) : nil
+        defer { if let scratch { pool.give(scratch.0, capacity: scratch.1) } }
+        let buffer = staging ?? scratch!.0
         for r in 0..<n {
             for c in 0..<channels {
                 (buffer + (r * channels + c) * width).update(
@@ -267,7 +300,7 @@ final class ActivationStore: RowStage {
     }
 
     func rows(_ range: Range<Int>) throws -> Band {
-        let band = Band(interleavedRows: range, channels: channels, width: width)
+        let band = Band(rows: range, channels: channels, width: width, interleaved: true, pool: pool)
         if let memory {
             band.data.update(from: memory + range.lowerBound * rowFloats, count: range.count * rowFloats)
         } else {

@@ -134,7 +134,9 @@ struct ServeCommand: AsyncParsableCommand {
                 server = try await ControlServer.start(
                     control: daemon, options: try ControlServerOptions(config: configuration), logger: logger)
             } catch {
-                logger.error("\(error); the watch folders work, the control socket does not")
+                // A second daemon on a live socket (or an unsafe socket folder) must not run on
+                // silently; --no-socket is the explicit way to run without one.
+                Self.fail("\(error) (pass --no-socket to run the watch folders without a control socket)")
             }
         }
         daemon.ready()
