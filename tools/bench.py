@@ -7,6 +7,11 @@ Sections (each a function in SECTIONS; `--only NAME[,NAME]` runs some of them):
             count; median and min of --repeat runs after one warm-up; GFLOP/s and ratios.
   process   whole-process wall time and peak RSS (/usr/bin/time -v) of
             `cyclegand translate` against tools/torch_translate.py on a 1024² photo.
+  load      the default model from the native store (`cyclegand models --load`), 7 fresh processes.
+  large     a 6000×4000 photo (streamed, default 1 GiB limit) against a 1024² one (whole):
+            peak RSS and seconds per megapixel.
+  daemon    50 photos of 256² dropped into a running daemon's inbox against 50 in-process
+            forward passes.
   socket    control socket: ping round trip p50/p99 at idle, and a 256² translate through the
             daemon's socket against the in-process forward (`cyclegand bench`), with the ratio.
 
@@ -372,7 +377,161 @@ def section_socket(ctx: Context) -> Section:
         shutil.rmtree(work, ignore_errors=True)
 
 
-SECTIONS = {"forward": section_forward, "process": section_process, "socket": section_socket}
+# ---------------------------------------------------------------------------
+# load, large, daemon: model load time, a large photo in bounded memory, and the
+# watch-folder daemon's throughput (issues 3, 4 and 5)
+# ---------------------------------------------------------------------------
+
+
+def import_default(ctx: Context, models: Path) -> None:
+    subprocess.run(
+        [str(ctx.binary), "import", str(ctx.weights), "--name", "modern2vintage", "--domains", "modern,vintage",
+         "--models-dir", str(models)], check=True, capture_output=True)
+
+
+def section_load(ctx: Context) -> Section:
+    """`cyclegand models --load`: map the store's safetensors, check its sha256, build the
+    generator (Winograd filters included), in a fresh process each time."""
+    import re
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="cyclegand-bench-"))
+    try:
+        import_default(ctx, work / "models")
+        store, total = [], []
+        for _ in range(7):
+            start = time.perf_counter()
+            out = subprocess.run(
+                [str(ctx.binary), "models", "--models-dir", str(work / "models"), "--load", "modern2vintage"],
+                check=True, capture_output=True, text=True).stdout
+            wall = time.perf_counter() - start
+            m = re.search(r"checked in ([0-9.]+) s; generator ready in ([0-9.]+) s", out)
+            if not m:
+                raise RuntimeError(f"unexpected output of models --load: {out!r}")
+            store.append(float(m.group(1)))
+            total.append(float(m.group(2)))
+        rows = [
+            ["weights mapped and sha256-checked", f"{statistics.median(store):.3f}", f"{min(store):.3f}"],
+            ["generator ready (load total)", f"{statistics.median(total):.3f}", f"{min(total):.3f}"],
+        ]
+        notes = ["default model (vintagify G_A2B, 45 MB) from the native store; 7 fresh processes; goal: under 0.2 s"]
+        return Section("Model load: modern2vintage from the store", ["step", "median s", "min s"], rows, notes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def translate_json(ctx: Context, source: Path, out: Path) -> tuple[dict, float, float]:
+    """cyclegand translate --json under /usr/bin/time -v: (report, wall s, peak RSS MiB)."""
+    result = subprocess.run(
+        ["/usr/bin/time", "-v", str(ctx.binary), "translate", str(source), str(out), "--weights", str(ctx.weights),
+         "--threads", str(ctx.threads), "--json"], capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    wall = rss = 0.0
+    for line in result.stderr.splitlines():
+        line = line.strip()
+        if line.startswith("Elapsed (wall clock) time"):
+            clock = line.rsplit(" ", 1)[-1].split(":")
+            wall = sum(float(part) * 60**i for i, part in enumerate(reversed(clock)))
+        elif line.startswith("Maximum resident set size"):
+            rss = int(line.rsplit(" ", 1)[-1]) / 1024
+    return report, wall, rss
+
+
+def section_large(ctx: Context) -> Section:
+    """A 6000×4000 photo through `cyclegand translate` with the default 1 GiB memory limit
+    (streamed), against a 1024² one (whole image): peak RSS and seconds per megapixel."""
+    large = ctx.out / "photo_6000x4000.jpg"
+    if not large.is_file():
+        subprocess.run(
+            ["vips", "resize", str(REPO / "examples" / "images" / "astronaut.jpg"), str(large), str(6000 / 512),
+             "--vscale", str(4000 / 512)], check=True)
+    rows, per_mp = [], {}
+    for name, source in [("1024×1024 PNG", photo(ctx, 1024)), ("6000×4000 JPEG", large)]:
+        print(f"large: {name}", flush=True)
+        report, wall, rss = translate_json(ctx, source, ctx.out / f"large_{source.stem}{source.suffix}")
+        mp = report["width"] * report["height"] / 1e6
+        per_mp[name] = report["seconds"] / mp
+        rows.append([name, report["mode"], f"{report['seconds']:.1f}", f"{per_mp[name]:.2f}", f"{wall:.1f}", f"{rss:.0f}"])
+    a, b = per_mp.values()
+    notes = [
+        f"time per megapixel, streamed 6000×4000 / whole 1024²: {b / a:.2f}× (goal ≤ 1.25×); goal peak RSS ≤ 1536 MiB",
+        "seconds: translateFile as reported by --json (decode, network, encode; not the model load)",
+    ]
+    return Section(
+        "Large photo in bounded memory (default --memory-limit 1GiB)",
+        ["image", "mode", "seconds", "s/MP", "process wall s", "peak RSS MiB"], rows, notes)
+
+
+def section_daemon(ctx: Context) -> Section:
+    """50 photos of 256² dropped into a running daemon's inbox (written under a hidden name
+    and renamed in, as a file manager does), timed until 50 outputs exist, against 50
+    in-process forward passes (`cyclegand bench --repeat 50`)."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="cyclegand-bench-"))
+    daemon = None
+    try:
+        import_default(ctx, work / "models")
+        root = work / "spool"
+        daemon = subprocess.Popen(
+            [str(ctx.binary), "serve", "--root", str(root), "--models-dir", str(work / "models"), "--no-socket",
+             "--threads", str(ctx.threads), "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        inbox, outbox = root / "inbox" / "modern2vintage", root / "outbox" / "modern2vintage"
+        deadline = time.time() + 60
+        while not inbox.is_dir():
+            if time.time() > deadline or daemon.poll() is not None:
+                raise RuntimeError("the daemon did not create its inbox")
+            time.sleep(0.05)
+        image = photo(ctx, 256).read_bytes()
+        # One image first so that the model is loaded before the clock starts.
+        (inbox / ".warm.png").write_bytes(image)
+        (inbox / ".warm.png").rename(inbox / "warm.png")
+        while not (outbox / "warm.png").exists():
+            if time.time() > deadline or daemon.poll() is not None:
+                raise RuntimeError("the daemon did not translate the warm-up image")
+            time.sleep(0.01)
+        start = time.perf_counter()
+        for i in range(50):
+            hidden = inbox / f".photo{i:02d}.png"
+            hidden.write_bytes(image)
+            hidden.rename(inbox / f"photo{i:02d}.png")
+        while len([p for p in outbox.glob("photo*.png")]) < 50:
+            if daemon.poll() is not None or time.perf_counter() - start > 600:
+                raise RuntimeError("the daemon did not translate the 50 images")
+            time.sleep(0.005)
+        daemon_seconds = time.perf_counter() - start
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        daemon = None
+        forward, reason = cyclegand_forward(Context(ctx.binary, ctx.weights, ctx.threads, 50, [256], ctx.out))
+        in_process = forward.get(256)
+        rows = [
+            ["daemon: 50 × 256² PNG, drop to last output", f"{daemon_seconds:.2f}", f"{daemon_seconds / 50 * 1e3:.0f}"],
+            ["in process: 50 forward passes (median × 50)", f"{in_process * 50:.2f}" if in_process else "n/a",
+             f"{in_process * 1e3:.0f}" if in_process else "n/a"],
+        ]
+        notes = [f"daemon / in-process: {ratio(daemon_seconds, in_process * 50 if in_process else None)} (goal ≤ 1.10×)",
+                 "the daemon's time includes PNG decode and encode, the spool's renames and fsyncs"]
+        if reason:
+            notes.append(f"in-process forward not available: {reason}")
+        return Section("Watch-folder throughput", ["run", "seconds", "ms per image"], rows, notes)
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+SECTIONS = {
+    "forward": section_forward,
+    "process": section_process,
+    "load": section_load,
+    "large": section_large,
+    "daemon": section_daemon,
+    "socket": section_socket,
+}
 
 
 def machine_summary(ctx: Context) -> str:
