@@ -50,23 +50,11 @@ public final class Tensor: @unchecked Sendable {
 
     public var rank: Int { shape.count }
 
-    public var buffer: UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(start: data, count: count)
-    }
-
-    public var array: [Float] { Array(buffer) }
+    public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
 
     /// A copy with its own storage.
     public func copy() -> Tensor {
         let t = Tensor(shape: shape)
-        t.data.update(from: data, count: count)
-        return t
-    }
-
-    /// The same values under another shape with the same element count (copies).
-    public func reshaped(_ newShape: [Int]) -> Tensor {
-        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
-        let t = Tensor(shape: newShape)
         t.data.update(from: data, count: count)
         return t
     }
