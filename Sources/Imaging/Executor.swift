@@ -25,6 +25,8 @@ struct StreamedGenerator {
     /// Keep the stores in memory rather than in temporary files.
     let storesInMemory: Bool
     let temporaryDirectory: String
+    /// Band buffers, recycled within a pass and released after it.
+    private let pool = BandPool()
 
     /// Rows of input come from `read(y, count, into)` ([3][count][width] planes) and
     /// rows of output go to `write(y, count, from)` in order.
@@ -41,7 +43,6 @@ struct StreamedGenerator {
             return PendingNorm(norm: m.normalization(eps: 1e-5, gamma: g, beta: b), activation: activation)
         }
 
-        let pool = BandPool()
         let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, pool: pool, read: read)
         let c1 = ConvStage(input, pending: nil, conv: layers.first, padding: .reflect(3), compute: compute, pool: pool)
         let n1 = finish(try moments(of: c1, bandRows: bandRows), .relu)
@@ -110,6 +111,7 @@ struct StreamedGenerator {
             try store?.write(band)
             y = band.rows.upperBound
         }
+        pool.drain()
         return m
     }
 
@@ -122,6 +124,7 @@ struct StreamedGenerator {
             try store.overwrite(band)
             y = band.rows.upperBound
         }
+        pool.drain()
     }
 
     /// Bytes the streamed path holds at once for bands of `bandRows` output rows

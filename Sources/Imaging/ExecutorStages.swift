@@ -32,16 +32,20 @@ final class BandPool {
 
     func give(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
         free.append((pointer, capacity))
-        // Each stage of the chain keeps a couple of bands alive; more than that is garbage.
-        if free.count > 12 {
+        // A pass keeps one band per stage of its chain alive; more than that is garbage.
+        if free.count > 6 {
             let i = free.indices.min(by: { free[$0].capacity < free[$1].capacity })!
             free.remove(at: i).pointer.deallocate()
         }
     }
 
-    deinit {
+    /// Frees every idle buffer: the next pass's bands have other sizes.
+    func drain() {
         for f in free { f.pointer.deallocate() }
+        free.removeAll()
     }
+
+    deinit { drain() }
 }
 
 /// A band of rows of an activation; its memory comes from (and goes back to) a pool.
