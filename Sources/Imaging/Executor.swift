@@ -10,13 +10,14 @@ import Tensor
 /// Instead the network runs layer by layer over bands of rows: each pass
 /// streams one activation through its convolution and sums its channels'
 /// moments (in Double); the next pass applies that finished norm to the rows it
-/// reads. The full-resolution and half-resolution activations are recomputed
-/// from the input when needed (their convolutions are under 10 % of the work);
-/// the quarter-resolution ones of the residual blocks live in `ActivationStore`s.
+/// reads. The two full-resolution activations are recomputed when a later pass
+/// needs them (their convolutions are cheap, their stores would be the largest);
+/// the half- and quarter-resolution ones live in `ActivationStore`s.
 ///
-///   pass 1..3   input → conv₁ → conv₂ → conv₃ (moments of each; conv₃ stored as R)
+///   pass 1, 2   input → conv₁ (moments) → conv₂ (moments, stored as S₂)
+///   pass 3      S₂ → conv₃ (moments, stored as R)
 ///   block b     R → conv → T₁ → conv → T₂;  R ← R + norm(T₂)
-///   pass up     R → convT₁ (moments) → convT₂ (moments) → conv₇ → tanh → rows out
+///   up          R → convT₁ (moments, stored as S₄) → convT₂ (moments) → conv₇ → tanh → rows out
 struct StreamedGenerator {
     let generator: ResnetGenerator
     let compute: Compute
@@ -43,40 +44,51 @@ struct StreamedGenerator {
             return PendingNorm(norm: m.normalization(eps: 1e-5, gamma: g, beta: b), activation: activation)
         }
 
-        let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, pool: pool, read: read)
-        let c1 = ConvStage(input, pending: nil, conv: layers.first, padding: .reflect(3), compute: compute, pool: pool)
-        let n1 = finish(try moments(of: c1, bandRows: bandRows), .relu)
-        let c2 = ConvStage(c1, pending: n1, conv: layers.down[0], padding: .zero(1), compute: compute, pool: pool)
-        let n2 = finish(try moments(of: c2, bandRows: max(1, bandRows / 2)), .relu)
-        let c3 = ConvStage(c2, pending: n2, conv: layers.down[1], padding: .zero(1), compute: compute, pool: pool)
-
-        // Quarter resolution: the residual stream R and two scratch activations.
-        let quarterRows = max(1, bandRows / 4)
         func store(_ like: RowStage) throws -> ActivationStore {
             try ActivationStore(
                 channels: like.channels, height: like.height, width: like.width, inMemory: storesInMemory,
                 directory: temporaryDirectory, pool: pool)
         }
-        let r = try store(c3)
-        let n3 = finish(try moments(of: c3, bandRows: quarterRows, storingIn: r), .relu)
-        try update(r, bandRows: quarterRows) { band in band.normalize(n3.norm, n3.activation, compute: compute) }
-        let t1 = try store(r)
-        let t2 = try store(r)
-        for (conv1, conv2) in layers.blocks {
-            let a = ConvStage(r, pending: nil, conv: conv1, padding: .reflect(1), compute: compute, pool: pool)
-            let na = finish(try moments(of: a, bandRows: quarterRows, storingIn: t1), .relu)
-            let b = ConvStage(t1, pending: na, conv: conv2, padding: .reflect(1), compute: compute, pool: pool)
-            let nb = finish(try moments(of: b, bandRows: quarterRows, storingIn: t2), .none)
-            try update(r, bandRows: quarterRows) { band in
-                let residual = try t2.rows(band.rows)
-                residual.normalize(nb.norm, nb.activation, compute: compute)
-                Elementwise.add(band.data, residual.data, count: band.rows.count * band.channels * band.width)
+        let halfRows = max(1, bandRows / 2)
+        let quarterRows = max(1, bandRows / 4)
+
+        // Down: conv₁ is recomputed from the input for pass 2; conv₂ is stored for pass 3.
+        let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, pool: pool, read: read)
+        let c1 = ConvStage(input, pending: nil, conv: layers.first, padding: .reflect(3), compute: compute, pool: pool)
+        let n1 = finish(try moments(of: c1, bandRows: bandRows), .relu)
+        let r: ActivationStore
+        do {
+            let c2 = ConvStage(c1, pending: n1, conv: layers.down[0], padding: .zero(1), compute: compute, pool: pool)
+            let s2 = try store(c2)
+            let n2 = finish(try moments(of: c2, bandRows: halfRows, storingIn: s2), .relu)
+            let c3 = ConvStage(s2, pending: n2, conv: layers.down[1], padding: .zero(1), compute: compute, pool: pool)
+            r = try store(c3)
+            let n3 = finish(try moments(of: c3, bandRows: quarterRows, storingIn: r), .relu)
+            try update(r, bandRows: quarterRows) { band in band.normalize(n3.norm, n3.activation, compute: compute) }
+        }
+
+        // Residual blocks at quarter resolution: R ← R + norm(conv(relu(norm(conv(R))))).
+        do {
+            let t1 = try store(r)
+            let t2 = try store(r)
+            for (conv1, conv2) in layers.blocks {
+                let a = ConvStage(r, pending: nil, conv: conv1, padding: .reflect(1), compute: compute, pool: pool)
+                let na = finish(try moments(of: a, bandRows: quarterRows, storingIn: t1), .relu)
+                let b = ConvStage(t1, pending: na, conv: conv2, padding: .reflect(1), compute: compute, pool: pool)
+                let nb = finish(try moments(of: b, bandRows: quarterRows, storingIn: t2), .none)
+                try update(r, bandRows: quarterRows) { band in
+                    let residual = try t2.rows(band.rows)
+                    residual.normalize(nb.norm, nb.activation, compute: compute)
+                    Elementwise.add(band.data, residual.data, count: band.rows.count * band.channels * band.width)
+                }
             }
         }
 
+        // Up: convT₁ is stored; convT₂ is recomputed from it for the last pass.
         let u1 = TransposedConvStage(r, pending: nil, conv: layers.up[0], compute: compute, pool: pool)
-        let nu1 = finish(try moments(of: u1, bandRows: max(1, bandRows / 2)), .relu)
-        let u2 = TransposedConvStage(u1, pending: nu1, conv: layers.up[1], compute: compute, pool: pool)
+        let s4 = try store(u1)
+        let nu1 = finish(try moments(of: u1, bandRows: halfRows, storingIn: s4), .relu)
+        let u2 = TransposedConvStage(s4, pending: nu1, conv: layers.up[1], compute: compute, pool: pool)
         let nu2 = finish(try moments(of: u2, bandRows: bandRows), .relu)
         let out = ConvStage(u2, pending: nu2, conv: layers.last, padding: .reflect(3), compute: compute, pool: pool)
 
