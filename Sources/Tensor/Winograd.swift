@@ -117,8 +117,12 @@ struct Winograd3x3: @unchecked Sendable {
         let tilesY = (oh + 3) / 4
         let tilesX = (ow + 3) / 4
         let tiles = tilesY * tilesX
-        let block = min(tilesPerBlock, tiles)
-        let blocks = (tiles + block - 1) / block
+        // As many blocks as fit the cache budget, rounded up to a multiple of the threads
+        // so that every worker gets the same number of equal blocks.
+        var blocks = (tiles + tilesPerBlock - 1) / tilesPerBlock
+        blocks = (blocks + compute.threads - 1) / compute.threads * compute.threads
+        let block = (tiles + blocks - 1) / blocks
+        blocks = (tiles + block - 1) / block
         let cin = inChannels
         let cout = outChannels
         // Padded maps extended with zeros so that every 6×6 tile is in range.
