@@ -88,7 +88,7 @@ public final class ResnetGenerator: @unchecked Sendable {
             normReLU(h)
             let r = c2(h, padding: .reflect(1), compute: compute)
             normReLU(r, relu: false)
-            Elementwise.add(r.data, y.data, count: r.count)
+            Elementwise.add(r.data, y.data, count: r.count, compute: compute)
             y = r
         }
         for convT in layers.up {

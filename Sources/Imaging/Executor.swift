@@ -47,7 +47,7 @@ struct StreamedGenerator {
         func store(_ like: RowStage) throws -> ActivationStore {
             try ActivationStore(
                 channels: like.channels, height: like.height, width: like.width, inMemory: storesInMemory,
-                directory: temporaryDirectory, pool: pool)
+                directory: temporaryDirectory, pool: pool, compute: compute)
         }
         let halfRows = max(1, bandRows / 2)
         let quarterRows = max(1, bandRows / 4)
@@ -79,7 +79,8 @@ struct StreamedGenerator {
                 try update(r, bandRows: quarterRows) { band in
                     let residual = try t2.rows(band.rows)
                     residual.normalize(nb.norm, nb.activation, compute: compute)
-                    Elementwise.add(band.data, residual.data, count: band.rows.count * band.channels * band.width)
+                    Elementwise.add(
+                        band.data, residual.data, count: band.rows.count * band.channels * band.width, compute: compute)
                 }
             }
         }

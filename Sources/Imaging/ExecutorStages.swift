@@ -248,7 +248,10 @@ final class TransposedConvStage: RowStage {
 /// An activation kept whole: in memory while it fits the budget, else in an
 /// unlinked temporary file read and written with pread/pwrite (so it costs
 /// page cache, not resident memory). Rows are stored [H][C][W] so that a band
-/// is one contiguous read.
+/// is one contiguous read. Every transfer is split into slices of rows, one per
+/// worker: the copies (ours and the kernel's to and from the page cache) are a
+/// tenth of a large image's time and would otherwise run on one core while the
+/// others wait.
 final class ActivationStore: RowStage {
     let channels: Int
     let height: Int
@@ -256,10 +259,14 @@ final class ActivationStore: RowStage {
     private let memory: UnsafeMutablePointer<Float>?
     private let fd: Int32
     private let pool: BandPool
+    private let compute: Compute
     private var rowFloats: Int { channels * width }
 
-    init(channels: Int, height: Int, width: Int, inMemory: Bool, directory: String, pool: BandPool) throws {
+    init(
+        channels: Int, height: Int, width: Int, inMemory: Bool, directory: String, pool: BandPool, compute: Compute
+    ) throws {
         self.pool = pool
+        self.compute = compute
         self.channels = channels
         self.height = height
         self.width = width
@@ -287,28 +294,30 @@ final class ActivationStore: RowStage {
 
     /// Stores a planar band.
     func write(_ band: Band) throws {
-        let n = band.rows.count
-        let staging = memory.map { $0 + band.rows.lowerBound * rowFloats }
-        let scratch = staging == nil ? pool.take(n * rowFloats) : nil
+        let first = band.rows.lowerBound
+        let scratch = memory == nil ? pool.take(band.rows.count * rowFloats) : nil
         defer { if let scratch { pool.give(scratch.0, capacity: scratch.1) } }
-        let buffer = staging ?? scratch!.0
-        for r in 0..<n {
-            for c in 0..<channels {
-                (buffer + (r * channels + c) * width).update(
-                    from: band.data + c * band.channelStride + r * band.rowStride, count: width)
+        try inSlices(band.rows) { rows in
+            let buffer = memory.map { $0 + rows.lowerBound * rowFloats } ?? scratch!.0 + (rows.lowerBound - first) * rowFloats
+            for (i, y) in rows.enumerated() {
+                for c in 0..<channels {
+                    (buffer + (i * channels + c) * width).update(
+                        from: band.data + c * band.channelStride + (y - first) * band.rowStride, count: width)
+                }
             }
-        }
-        if staging == nil {
-            try transfer(write: true, buffer, rows: band.rows)
+            if memory == nil { try transfer(write: true, buffer, rows: rows) }
         }
     }
 
     func rows(_ range: Range<Int>) throws -> Band {
         let band = Band(rows: range, channels: channels, width: width, interleaved: true, pool: pool)
-        if let memory {
-            band.data.update(from: memory + range.lowerBound * rowFloats, count: range.count * rowFloats)
-        } else {
-            try transfer(write: false, band.data, rows: range)
+        try inSlices(range) { rows in
+            let buffer = band.data + (rows.lowerBound - range.lowerBound) * rowFloats
+            if let memory {
+                buffer.update(from: memory + rows.lowerBound * rowFloats, count: rows.count * rowFloats)
+            } else {
+                try transfer(write: false, buffer, rows: rows)
+            }
         }
         return band
     }
@@ -316,11 +325,29 @@ final class ActivationStore: RowStage {
     /// Replaces rows in place (the band must be interleaved, as `rows` returns).
     func overwrite(_ band: Band) throws {
         precondition(band.channelStride == width)
-        if let memory {
-            (memory + band.rows.lowerBound * rowFloats).update(from: band.data, count: band.rows.count * rowFloats)
-        } else {
-            try transfer(write: true, band.data, rows: band.rows)
+        try inSlices(band.rows) { rows in
+            let buffer = band.data + (rows.lowerBound - band.rows.lowerBound) * rowFloats
+            if let memory {
+                (memory + rows.lowerBound * rowFloats).update(from: buffer, count: rows.count * rowFloats)
+            } else {
+                try transfer(write: true, buffer, rows: rows)
+            }
         }
+    }
+
+    /// Runs `body` on one slice of `rows` per worker; throws the first failure.
+    private func inSlices(_ rows: Range<Int>, _ body: (Range<Int>) throws -> Void) throws {
+        var failures = [(any Error)?](repeating: nil, count: compute.threads)
+        failures.withUnsafeMutableBufferPointer { failures in
+            compute.forSlices(rows.count) { worker, slice in
+                do {
+                    try body((rows.lowerBound + slice.lowerBound)..<(rows.lowerBound + slice.upperBound))
+                } catch {
+                    failures[worker] = error
+                }
+            }
+        }
+        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
     }
 
     private func transfer(write: Bool, _ buffer: UnsafeMutablePointer<Float>, rows: Range<Int>) throws {

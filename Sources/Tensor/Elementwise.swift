@@ -118,8 +118,10 @@ public enum Elementwise {
     }
 
     /// x ← x + y.
-    public static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] += y[i] }
+    public static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, compute: Compute) {
+        compute.forSlices(count) { _, slice in
+            for i in slice { x[i] += y[i] }
+        }
     }
 }
 
