@@ -298,7 +298,8 @@ final class ActivationStore: RowStage {
         let scratch = memory == nil ? pool.take(band.rows.count * rowFloats) : nil
         defer { if let scratch { pool.give(scratch.0, capacity: scratch.1) } }
         try inSlices(band.rows) { rows in
-            let buffer = memory.map { $0 + rows.lowerBound * rowFloats } ?? scratch!.0 + (rows.lowerBound - first) * rowFloats
+            let buffer =
+                memory.map { $0 + rows.lowerBound * rowFloats } ?? scratch!.0 + (rows.lowerBound - first) * rowFloats
             for (i, y) in rows.enumerated() {
                 for c in 0..<channels {
                     (buffer + (i * channels + c) * width).update(
