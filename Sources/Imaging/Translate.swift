@@ -55,38 +55,66 @@ extension ImageTranslation {
     public static func translateFile(
         input: String, output: String, generator: ResnetGenerator, options: Options = Options()
     ) throws -> Report {
-        let start = DispatchTime.now().uptimeNanoseconds
-        let compute = Compute(threads: options.threads)
-        let source = try ImageSource(path: input, options: options.load)
-        try source.decode()
-        let (h, w) = (source.height, source.width)
-        let template = try source.template()
-        let mode =
-            options.mode
-            ?? chooseMode(generator.architecture, height: h, width: w, limit: options.memoryLimit)
-        let sink = try ImageSink(
-            destination: output, width: w, height: h, template: template, options: options.save)
-        switch mode {
-        case .whole:
-            let x = Tensor(shape: [1, 3, h, w])
-            try source.readRows(y: 0, count: h, into: x.data)
-            let y = generator.forward(x, compute: compute)
-            try sink.writeRows(y: 0, count: h, from: y.data)
-        case .streamed:
-            let rows =
-                options.bandRows
-                ?? streamedBandRows(generator.architecture, height: h, width: w, options: options)
-            let executor = StreamedGenerator(
-                generator: generator, compute: compute, bandRows: rows, storesInMemory: false,
-                temporaryDirectory: temporaryDirectory(options.load.temporaryDirectory))
-            try executor.run(
-                height: h, width: w,
-                read: { y, n, into in try source.readRows(y: y, count: n, into: into) },
-                write: { y, n, from in try sink.writeRows(y: y, count: n, from: from) })
+        try Plan(input: input, generator: generator, options: options).run(output: output)
+    }
+
+    /// One image opened and measured (its header read, nothing decoded yet) and its mode
+    /// chosen: what translating it will hold in memory is known before it runs, so that
+    /// several translations can share a memory budget.
+    public final class Plan {
+        public let width: Int
+        public let height: Int
+        public let mode: Options.Mode
+        /// The most memory the translation holds at once (an estimate from the
+        /// architecture and the size; streamed runs stay under `memoryLimit`).
+        public let bytes: Int
+        private let source: ImageSource
+        private let generator: ResnetGenerator
+        private let options: Options
+
+        public init(input: String, generator: ResnetGenerator, options: Options = Options()) throws {
+            source = try ImageSource(path: input, options: options.load)
+            (height, width) = (source.height, source.width)
+            self.generator = generator
+            self.options = options
+            let a = generator.architecture
+            mode = options.mode ?? chooseMode(a, height: height, width: width, limit: options.memoryLimit)
+            let whole = wholeImageBytes(a, height: height, width: width)
+            bytes = mode == .whole ? whole : min(options.memoryLimit, whole)
         }
-        try sink.finish()
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return Report(width: w, height: h, mode: mode, seconds: seconds)
+
+        /// Decodes, translates and writes the image with `threads` (default: `options.threads`).
+        public func run(output: String, threads: Int? = nil) throws -> Report {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let compute = Compute(threads: threads ?? options.threads)
+            try source.decode()
+            let (h, w) = (height, width)
+            let sink = try ImageSink(
+                destination: output, width: w, height: h, template: try source.template(), options: options.save)
+            switch mode {
+            case .whole:
+                let x = Tensor(shape: [1, 3, h, w])
+                try source.readRows(y: 0, count: h, into: x.data)
+                let y = generator.forward(x, compute: compute)
+                try sink.writeRows(y: 0, count: h, from: y.data)
+            case .streamed:
+                var budget = options
+                budget.threads = compute.threads
+                let rows =
+                    options.bandRows
+                    ?? streamedBandRows(generator.architecture, height: h, width: w, options: budget)
+                let executor = StreamedGenerator(
+                    generator: generator, compute: compute, bandRows: rows, storesInMemory: false,
+                    temporaryDirectory: temporaryDirectory(options.load.temporaryDirectory))
+                try executor.run(
+                    height: h, width: w,
+                    read: { y, n, into in try self.source.readRows(y: y, count: n, into: into) },
+                    write: { y, n, from in try sink.writeRows(y: y, count: n, from: from) })
+            }
+            try sink.finish()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            return Report(width: w, height: h, mode: mode, seconds: seconds)
+        }
     }
 
     /// Runs `generator` on an in-memory image in streamed mode (tests and benchmarks
