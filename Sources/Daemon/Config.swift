@@ -16,11 +16,13 @@ public struct DaemonConfig: Sendable, Equatable {
     public var root: String
     /// Folder of models (one sub-folder per model).
     public var modelsDir: String
-    /// Per-image memory budget in bytes; larger images are translated in bands. 0 = no limit.
+    /// Memory budget in bytes of the images being translated: one image alone may use all of it
+    /// (a larger one is translated in bands); images run side by side only while their sum fits.
+    /// 0 = no limit.
     public var memoryLimit: UInt64
-    /// Threads for the network (OpenBLAS); 0 = every core.
+    /// Threads for the network per image; 0 = the cores shared out among the images running.
     public var threads: Int
-    /// Images translated at once. Keep 1 unless `threads` is small: one image already uses every core.
+    /// Most images translated at once; 0 = one per core.
     public var workers: Int
     /// Move originals to done/<direction>/ instead of deleting them.
     public var keepOriginals: Bool
@@ -40,7 +42,7 @@ public struct DaemonConfig: Sendable, Equatable {
 
     public init(
         root: String, modelsDir: String, memoryLimit: UInt64 = 1 << 30, threads: Int = 0,
-        workers: Int = 1, keepOriginals: Bool = false, outputFormat: OutputFormat = .same,
+        workers: Int = 0, keepOriginals: Bool = false, outputFormat: OutputFormat = .same,
         quality: Int = 92, maxPixels: Int = 100_000_000, socket: String, socketGroup: String? = nil,
         logLevel: Logger.Level = .info, onConflict: ConflictPolicy = .rename, stopTimeout: Double = 30
     ) {
@@ -127,7 +129,7 @@ public struct DaemonConfig: Sendable, Equatable {
             case "models_dir": c.modelsDir = Self.absolute(try r.string(), base: base)
             case "memory_limit": c.memoryLimit = try r.byteSize()
             case "threads": c.threads = try r.integer(in: 0...1024)
-            case "workers": c.workers = try r.integer(in: 1...64)
+            case "workers": c.workers = try r.integer(in: 0...64)
             case "keep_originals": c.keepOriginals = try r.bool()
             case "output_format": c.outputFormat = try r.choice(OutputFormat.self)
             case "quality": c.quality = try r.integer(in: 1...100)
@@ -248,5 +250,12 @@ private struct ConfigReader {
             throw ConfigError(file: source, message: "`\(key)` must be one of \(names.joined(separator: ", "))")
         }
         return v
+    }
+}
+
+extension DaemonConfig {
+    /// `workers`, with 0 resolved to one per core.
+    public var workerCount: Int {
+        workers > 0 ? workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 }

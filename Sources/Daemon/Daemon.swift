@@ -123,12 +123,12 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
         self.watcher = watcher
         for item in recovery.requeue { submit(item) }
         rescanInboxes()
-        startWorkers(count: config.workers)
+        startWorkers(count: config.workerCount)
         if handleSignals { installSignalHandlers() }
         startWatchdog()
         let directions = lock.withLock { scan.directions.map(\.name) }
         log.notice(
-            "cyclegand \(Daemon.version) watching \(spool.inboxRoot)/{\(directions.joined(separator: ","))}; results in \(config.root)/outbox/; \(config.workers) worker(s)"
+            "cyclegand \(Daemon.version) watching \(spool.inboxRoot)/{\(directions.joined(separator: ","))}; results in \(config.root)/outbox/; \(config.workerCount) worker(s)"
         )
     }
 
@@ -611,7 +611,7 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
                 version: Daemon.version, pid: getpid(), uptimeSeconds: Date().timeIntervalSince(startedAt),
                 root: config.root,
                 queues: queues, interactiveQueue: snapshot.queued.filter { $0.priority == .interactive }.count,
-                current: snapshot.running.map { $0.info() }, workers: config.workers, training: .idle,
+                current: snapshot.running.map { $0.info() }, workers: config.workerCount, training: .idle,
                 memory: MemoryUse(
                     residentBytes: memory.resident, peakResidentBytes: memory.peak, limitBytes: config.memoryLimit),
                 processed: processed, failed: failedCount, stopping: stopping)

@@ -39,11 +39,13 @@ struct ServeCommand: AsyncParsableCommand {
     var modelsDir: String?
     @Option(help: "Control socket path.")
     var socket: String?
-    @Option(name: .customLong("memory-limit"), help: "Per-image memory budget, e.g. 1GiB (0 = no limit).")
+    @Option(
+        name: .customLong("memory-limit"),
+        help: "Memory the images being translated may use together, e.g. 1GiB (0 = no limit).")
     var memoryLimit: String?
-    @Option(help: "Threads for the network (0 = every core).")
+    @Option(help: "Threads per image (0 = the cores shared out among the images running).")
     var threads: Int?
-    @Option(help: "Images translated at once.")
+    @Option(help: "Most images translated at once (0 = one per core).")
     var workers: Int?
     @Flag(inversion: .prefixedNo, help: "Move originals to done/<direction>/ instead of deleting them.")
     var keepOriginals: Bool?
@@ -63,7 +65,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--memory-limit \(memoryLimit) is not a size; write e.g. 1GiB or 512MiB")
         }
         if let quality, !(1...100).contains(quality) { throw ValidationError("--quality must be within 1...100") }
-        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if let workers, workers < 0 { throw ValidationError("--workers must be 0 (one per core) or more") }
         if let threads, threads < 0 { throw ValidationError("--threads must be 0 (every core) or more") }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError(
@@ -187,12 +189,15 @@ struct StoreCatalog: ModelCatalog {
     }
 }
 
-/// Runs a direction's generator on one file through `ImageTranslation.translateFile` (whole
-/// image, or streamed in bands when the memory limit asks for it). Generators stay loaded between
-/// images (per direction, dropped when the models change).
+/// Runs a direction's generator on one file through `ImageTranslation` (whole image, or
+/// streamed in bands when the memory limit asks for it). Generators stay loaded between images
+/// (per direction, dropped when the models change). The images the workers translate at once
+/// share the cores and the memory limit through an `Allotment`.
 final class GeneratorTranslator: Translator, @unchecked Sendable {
     private let store: ModelStore
+    /// Threads per image when configured; nil: the allotment's share of the cores.
     private let threads: Int?
+    private let allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount)
     private let lock = NSLock()
     private var generators: [String: ResnetGenerator] = [:]
 
@@ -221,13 +226,16 @@ final class GeneratorTranslator: Translator, @unchecked Sendable {
         input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
     ) throws -> TranslationResult {
         let generator = try generator(direction)
+        let limit = options.memoryLimit == 0 ? Int.max : Int(clamping: options.memoryLimit)
         let translation = ImageTranslation.Options(
-            memoryLimit: options.memoryLimit == 0 ? Int.max : Int(clamping: options.memoryLimit), threads: threads,
-            load: LoadOptions(pixelLimit: options.maxPixels),
+            memoryLimit: limit, load: LoadOptions(pixelLimit: options.maxPixels),
             save: SaveOptions(format: options.format.fileExtension, quality: options.quality))
         do {
-            let report = try ImageTranslation.translateFile(
-                input: input.path, output: output.path, generator: generator, options: translation)
+            let plan = try ImageTranslation.Plan(input: input.path, generator: generator, options: translation)
+            let grant = allotment.admit(bytes: plan.bytes, limit: limit)
+            defer { allotment.release(grant) }
+            if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
+            let report = try plan.run(output: output.path, threads: threads ?? grant.threads)
             return TranslationResult(width: report.width, height: report.height, milliseconds: report.seconds * 1000)
         } catch let e as ImagingError {
             switch e.kind {

@@ -120,7 +120,7 @@ import Testing
             .deletingLastPathComponent()
         let example = repo.appendingPathComponent("examples/cyclegand.toml").path
         let c = try base.applying(file: example)
-        #expect(c.workers >= 1)
+        #expect(c.workers == 0 && c.workerCount >= 1)
         #expect(c.quality >= 1 && c.quality <= 100)
     }
 }

@@ -110,7 +110,8 @@ import Testing
     }
 
     @Test func interactiveRequestsGoAheadOfWatchFolderJobsAndQueuedJobsCanBeCancelled() async throws {
-        let daemon = try makeDaemon()
+        // One worker, so that the queue's order is the order of translation.
+        let daemon = try makeDaemon { $0.workers = 1 }
         translator.closeGate()
         try await running(daemon) {
             drop("w1.png", "w1")
