@@ -446,17 +446,26 @@ def section_large(ctx: Context) -> Section:
         subprocess.run(
             ["vips", "resize", str(REPO / "examples" / "images" / "astronaut.jpg"), str(large), str(6000 / 512),
              "--vscale", str(4000 / 512)], check=True)
-    rows, per_mp = [], {}
-    for name, source in [("1024×1024 PNG", photo(ctx, 1024)), ("6000×4000 JPEG", large)]:
+    # The 1024² baseline runs before and twice after the large photo (median of 3), so that
+    # a noisy minute on a shared machine does not decide the ratio.
+    runs: dict[str, list[tuple[dict, float, float]]] = {"1024×1024 PNG": [], "6000×4000 JPEG": []}
+    for name, source in [("1024×1024 PNG", photo(ctx, 1024)), ("6000×4000 JPEG", large),
+                         ("1024×1024 PNG", photo(ctx, 1024)), ("1024×1024 PNG", photo(ctx, 1024))]:
         print(f"large: {name}", flush=True)
-        report, wall, rss = translate_json(ctx, source, ctx.out / f"large_{source.stem}{source.suffix}")
+        runs[name].append(translate_json(ctx, source, ctx.out / f"large_{source.stem}{source.suffix}"))
+    rows, per_mp = [], {}
+    for name, results in runs.items():
+        results.sort(key=lambda r: r[0]["seconds"])
+        report, wall, rss = results[len(results) // 2]
         mp = report["width"] * report["height"] / 1e6
         per_mp[name] = report["seconds"] / mp
-        rows.append([name, report["mode"], f"{report['seconds']:.1f}", f"{per_mp[name]:.2f}", f"{wall:.1f}", f"{rss:.0f}"])
+        rows.append([name, report["mode"], f"{report['seconds']:.1f}", f"{per_mp[name]:.2f}", f"{wall:.1f}",
+                     f"{max(r[2] for r in results):.0f}"])
     a, b = per_mp.values()
     notes = [
         f"time per megapixel, streamed 6000×4000 / whole 1024²: {b / a:.2f}× (goal ≤ 1.25×); goal peak RSS ≤ 1536 MiB",
-        "seconds: translateFile as reported by --json (decode, network, encode; not the model load)",
+        "seconds: translateFile as reported by --json (decode, network, encode; not the model load); "
+        "1024²: median of 3 runs, one before and two after the large photo; 6000×4000: one run",
     ]
     return Section(
         "Large photo in bounded memory (default --memory-limit 1GiB)",
@@ -477,7 +486,7 @@ def section_daemon(ctx: Context) -> Section:
         root = work / "spool"
         daemon = subprocess.Popen(
             [str(ctx.binary), "serve", "--root", str(root), "--models-dir", str(work / "models"), "--no-socket",
-             "--threads", str(ctx.threads), "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         inbox, outbox = root / "inbox" / "modern2vintage", root / "outbox" / "modern2vintage"
         deadline = time.time() + 60
         while not inbox.is_dir():
@@ -492,20 +501,27 @@ def section_daemon(ctx: Context) -> Section:
             if time.time() > deadline or daemon.poll() is not None:
                 raise RuntimeError("the daemon did not translate the warm-up image")
             time.sleep(0.01)
-        start = time.perf_counter()
-        for i in range(50):
-            hidden = inbox / f".photo{i:02d}.png"
-            hidden.write_bytes(image)
-            hidden.rename(inbox / f"photo{i:02d}.png")
-        while len([p for p in outbox.glob("photo*.png")]) < 50:
-            if daemon.poll() is not None or time.perf_counter() - start > 600:
-                raise RuntimeError("the daemon did not translate the 50 images")
-            time.sleep(0.005)
-        daemon_seconds = time.perf_counter() - start
+        def batch(n: int) -> float:
+            start = time.perf_counter()
+            for i in range(50):
+                hidden = inbox / f".photo{n}_{i:02d}.png"
+                hidden.write_bytes(image)
+                hidden.rename(inbox / f"photo{n}_{i:02d}.png")
+            while len(list(outbox.glob(f"photo{n}_*.png"))) < 50:
+                if daemon.poll() is not None or time.perf_counter() - start > 600:
+                    raise RuntimeError("the daemon did not translate the 50 images")
+                time.sleep(0.005)
+            return time.perf_counter() - start
+
+        # Three batches, the in-process passes between the first and the second (the daemon
+        # idles meanwhile), so that both sides see the same minutes of a shared machine.
+        batches = [batch(0)]
+        forward, reason = cyclegand_forward(Context(ctx.binary, ctx.weights, ctx.threads, 50, [256], ctx.out))
+        batches += [batch(1), batch(2)]
+        daemon_seconds = sorted(batches)[1]
         daemon.terminate()
         daemon.wait(timeout=60)
         daemon = None
-        forward, reason = cyclegand_forward(Context(ctx.binary, ctx.weights, ctx.threads, 50, [256], ctx.out))
         in_process = forward.get(256)
         rows = [
             ["daemon: 50 × 256² PNG, drop to last output", f"{daemon_seconds:.2f}", f"{daemon_seconds / 50 * 1e3:.0f}"],
@@ -513,6 +529,9 @@ def section_daemon(ctx: Context) -> Section:
              f"{in_process * 1e3:.0f}" if in_process else "n/a"],
         ]
         notes = [f"daemon / in-process: {ratio(daemon_seconds, in_process * 50 if in_process else None)} (goal ≤ 1.10×)",
+                 f"daemon: median of 3 batches ({', '.join(f'{b:.2f}' for b in batches)} s), default settings "
+                 f"(workers and threads 0: one image per core when several wait); {ctx.threads} threads for the "
+                 "in-process passes",
                  "the daemon's time includes PNG decode and encode, the spool's renames and fsyncs"]
         if reason:
             notes.append(f"in-process forward not available: {reason}")
