@@ -43,7 +43,8 @@ struct DecodePipeline {
                     "\(loader) is not trusted with untrusted input; convert the file to JPEG, PNG, WebP, TIFF or HEIF, or allow untrusted loaders"
             )
         }
-        var loaded = try Self.open(path, loader: loader, sequential: true, strict: options.failOnWarnings)
+        let strict = options.failOnWarnings || (options.strictJPEG && loader == "jpegload")
+        var loaded = try Self.open(path, loader: loader, sequential: true, strict: strict)
         let pixels = loaded.width.multipliedReportingOverflow(by: loaded.height)
         if pixels.overflow || pixels.partialValue > options.pixelLimit {
             throw ImagingError(
@@ -56,7 +57,7 @@ struct DecodePipeline {
         // rows bottom-up or as columns, which a sequential read cannot do.
         let orientation = loaded.int("orientation", default: 1)
         if orientation > 2 && orientation <= 8 {
-            loaded = try Self.open(path, loader: loader, sequential: false, strict: options.failOnWarnings)
+            loaded = try Self.open(path, loader: loader, sequential: false, strict: strict)
         }
 
         let upright = try loaded.derive(path: path, .corrupt, "autorotate") { cvips_autorot($0, $1) }

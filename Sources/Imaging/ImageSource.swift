@@ -69,14 +69,21 @@ public final class ImageSource: @unchecked Sendable {
     public let inputFormat: String
     let metadata: ImageMetadata
 
-    private let pipeline: VipsImageRef
+    private var pipeline: VipsImageRef
+    private let options: LoadOptions
     private let temporaryDirectory: String
     private let lock = NSLock()
     private var spool: MappedSpool?
 
     public init(path: String, options: LoadOptions = LoadOptions()) throws {
-        let decoded = try DecodePipeline(path: path, options: options)
+        let decoded: DecodePipeline
+        do {
+            decoded = try DecodePipeline(path: path, options: options)
+        } catch let error where Self.isHarmlessJPEGWarning(error, options) {
+            decoded = try DecodePipeline(path: path, options: options.lenientJPEG)
+        }
         self.path = path
+        self.options = options
         pipeline = decoded.image
         width = decoded.image.width
         height = decoded.image.height
@@ -100,9 +107,25 @@ public final class ImageSource: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let spool { return spool }
-        let made = try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
+        let made: MappedSpool
+        do {
+            made = try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
+        } catch let error where Self.isHarmlessJPEGWarning(error, options) {
+            pipeline = try DecodePipeline(path: path, options: options.lenientJPEG).image
+            made = try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
+        }
         spool = made
         return made
+    }
+
+    /// A strict JPEG load (`LoadOptions.strictJPEG`) that failed only because of stray bytes
+    /// between markers, which some cameras and editors write into sound files.
+    private static func isHarmlessJPEGWarning(_ error: any Error, _ options: LoadOptions) -> Bool {
+        guard options.strictJPEG, !options.failOnWarnings, let e = error as? ImagingError, e.kind == .corrupt else {
+            return false
+        }
+        let messages = e.reason.components(separatedBy: "; ")
+        return messages.allSatisfy { $0.contains("extraneous bytes before marker") }
     }
 
     /// Reads rows `y ..< y + count` as planar RGB floats [3][count][width] in [-1, 1].

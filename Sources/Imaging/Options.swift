@@ -10,12 +10,15 @@ public struct LoadOptions: Sendable {
     /// unless this is set.
     public var allowUntrustedLoaders: Bool
     /// Decoding always fails on errors (truncation, bad checksums, broken
-    /// headers). JPEG has no checksums: damage inside the compressed data is
-    /// only a libjpeg *warning* ("Corrupt JPEG data: premature end of data
-    /// segment"), and the rest of the image then decodes grey. Set this to fail
-    /// on warnings too, at the price of refusing files with harmless warnings
-    /// (a few stray bytes after the image, PNG's "known incorrect sRGB profile").
+    /// headers). Set this to fail on every format's warnings too, at the price
+    /// of refusing files with harmless ones (PNG's "known incorrect sRGB profile").
     public var failOnWarnings: Bool
+    /// JPEG has no checksums: damage inside the compressed data is only a
+    /// libjpeg *warning* ("Corrupt JPEG data: premature end of data segment"),
+    /// after which the rest of the image decodes grey. With this set (the
+    /// default), such a JPEG fails as corrupt; the one harmless warning seen in
+    /// real files, stray bytes between markers, is still accepted.
+    public var strictJPEG: Bool
     /// Where decoded pixels are spooled (`nil`: `$TMPDIR`, else `/tmp`).
     public var temporaryDirectory: String?
 
@@ -23,12 +26,13 @@ public struct LoadOptions: Sendable {
 
     public init(
         pixelLimit: Int = LoadOptions.defaultPixelLimit, allowUntrustedLoaders: Bool = false,
-        failOnWarnings: Bool = false,
+        failOnWarnings: Bool = false, strictJPEG: Bool = true,
         temporaryDirectory: String? = nil
     ) {
         self.pixelLimit = pixelLimit
         self.allowUntrustedLoaders = allowUntrustedLoaders
         self.failOnWarnings = failOnWarnings
+        self.strictJPEG = strictJPEG
         self.temporaryDirectory = temporaryDirectory
     }
 }
@@ -93,4 +97,13 @@ func temporaryDirectory(_ configured: String?) -> String {
     if let configured, !configured.isEmpty { return configured }
     if let env = ProcessInfo.processInfo.environment["TMPDIR"], !env.isEmpty { return env }
     return "/tmp"
+}
+
+extension LoadOptions {
+    /// These options with JPEG warnings tolerated.
+    var lenientJPEG: LoadOptions {
+        var o = self
+        o.strictJPEG = false
+        return o
+    }
 }

@@ -127,16 +127,31 @@ import Testing
         #expect(expectFailure(input, in: scratch)?.kind == .corrupt)
     }
 
-    /// A marker inside the scan is only a libjpeg warning: the image decodes
-    /// (grey below the damage) by default, and fails with `failOnWarnings`.
-    @Test func damagedJPEGScanFailsWhenWarningsAreErrors() throws {
+    /// A marker inside the scan is only a libjpeg warning, after which the rest
+    /// decodes grey: it fails as corrupt unless JPEG warnings are tolerated.
+    @Test func damagedJPEGScanFails() throws {
         let scratch = try Scratch()
         var bytes = try noiseJPEG(scratch, "whole.jpg")
         let middle = bytes.count / 2
         bytes.replaceSubrange(middle..<(middle + 4), with: [0xFF, 0xD3, 0xFF, 0xD9])
         let input = try scratch.write(bytes, as: "damaged.jpg")
-        _ = try ImageFile.load(input)
-        #expect(expectFailure(input, in: scratch, options: LoadOptions(failOnWarnings: true))?.kind == .corrupt)
+        let error = expectFailure(input, in: scratch)
+        #expect(error?.kind == .corrupt)
+        #expect(error?.reason.contains("premature end of data segment") == true)
+        _ = try ImageFile.load(input, options: LoadOptions(strictJPEG: false))
+    }
+
+    /// Stray bytes between markers are a warning too, but harmless: such a file loads,
+    /// with the same pixels as without them.
+    @Test func strayBytesBetweenJPEGMarkersAreAccepted() throws {
+        let scratch = try Scratch()
+        let bytes = try noiseJPEG(scratch, "whole.jpg")
+        let sound = try scratch.write(bytes, as: "sound.jpg")
+        let stray = try scratch.write(Array(bytes[0..<2]) + Array("abc".utf8) + Array(bytes[2...]), as: "stray.jpg")
+        let a = try ImageFile.load(sound)
+        let b = try ImageFile.load(stray)
+        #expect(a.tensor.maxAbsDifference(b.tensor) == 0)
+        #expect(expectFailure(stray, in: scratch, options: LoadOptions(failOnWarnings: true))?.kind == .corrupt)
     }
 
     @Test func errorsNameTheFile() throws {
