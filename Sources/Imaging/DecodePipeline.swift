@@ -37,6 +37,13 @@ struct DecodePipeline {
         }
         let loader = String(cString: loaderName)
         if !options.allowUntrustedLoaders && cvips_loader_is_untrusted(loader) != 0 {
+            // A truncated TIFF (its directory past the end) is refused by libvips' TIFF sniffer
+            // and falls through to a catch-all loader: say what the file is, not which loader.
+            if let format = Self.claimedFormat(path) {
+                throw ImagingError(
+                    .corrupt, path: path,
+                    reason: "starts like a \(format) file but libvips cannot read it as one: damaged or truncated")
+            }
             throw ImagingError(
                 .unreadable, path: path,
                 reason:
@@ -110,6 +117,27 @@ struct DecodePipeline {
                 .corrupt, path: path, reason: "cannot read the header: \(takeVipsError(fallback: "no reason given"))")
         }
         return VipsImageRef(image)
+    }
+
+    /// The trusted format a file's first bytes claim, if any.
+    private static func claimedFormat(_ path: String) -> String? {
+        guard let file = fopen(path, "rb") else { return nil }
+        defer { fclose(file) }
+        var head = [UInt8](repeating: 0, count: 12)
+        let n = fread(&head, 1, head.count, file)
+        let signatures: [(String, [UInt8?])] = [
+            ("JPEG", [0xFF, 0xD8, 0xFF]),
+            ("PNG", [0x89, 0x50, 0x4E, 0x47]),
+            ("TIFF", [0x49, 0x49, 0x2A, 0x00]),
+            ("TIFF", [0x4D, 0x4D, 0x00, 0x2A]),
+            ("GIF", Array("GIF8".utf8)),
+            ("WebP", Array("RIFF".utf8) + [nil, nil, nil, nil] + Array("WEBP".utf8)),
+        ]
+        func matches(_ signature: [UInt8?]) -> Bool {
+            signature.count <= n
+                && zip(signature, head).allSatisfy { expected, byte in expected.map { $0 == byte } ?? true }
+        }
+        return signatures.first { matches($0.1) }?.0
     }
 
     private static func checkFile(_ path: String) throws {

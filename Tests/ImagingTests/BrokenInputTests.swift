@@ -154,6 +154,20 @@ import Testing
         #expect(expectFailure(stray, in: scratch, options: LoadOptions(failOnWarnings: true))?.kind == .corrupt)
     }
 
+    /// libvips does not recognise a TIFF whose directory lies past the end; the message
+    /// says the file is a damaged TIFF, not that some catch-all loader is untrusted.
+    @Test func truncatedTIFFIsReportedAsOne() throws {
+        let scratch = try Scratch()
+        let bytes = try noiseJPEG(scratch, "whole.jpg")
+        let jpeg = try scratch.write(bytes, as: "source.jpg")
+        try VipsCLI.vips("copy", jpeg, scratch.file("whole.tif"))
+        let tiff = try [UInt8](Data(contentsOf: URL(fileURLWithPath: scratch.file("whole.tif"))))
+        let input = try scratch.write(Array(tiff[0..<(tiff.count / 2)]), as: "truncated.tif")
+        let error = expectFailure(input, in: scratch)
+        #expect(error?.kind == .corrupt)
+        #expect(error?.reason.contains("TIFF") == true)
+    }
+
     @Test func errorsNameTheFile() throws {
         let scratch = try Scratch()
         let input = try scratch.write(Array("text".utf8), as: "named.png")
