@@ -561,7 +561,7 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             exit(0)
         }
         log.notice(
-            "\(signalName): finishing the current image (up to \(Int(currentConfig.stopTimeout)) s), then exiting")
+            "\(signalName): finishing the images being translated (up to \(Int(currentConfig.stopTimeout)) s), then exiting")
         beginStop()
     }
 

@@ -23,7 +23,7 @@ struct ServeCommand: AsyncParsableCommand {
             Images dropped into ROOT/inbox/<direction>/ are translated into ROOT/outbox/<direction>/; \
             failures go to ROOT/failed/<direction>/ with NAME.error.json. Settings come from the \
             configuration file (see examples/cyclegand.toml), flags override them. SIGTERM/SIGINT stop \
-            after the current image, SIGHUP reloads. See docs/DAEMON.md.
+            after the images being translated, SIGHUP reloads. See docs/DAEMON.md.
             """)
 
     @Option(
