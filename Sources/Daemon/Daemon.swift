@@ -560,8 +560,8 @@ public final class Daemon: DaemonControl, @unchecked Sendable {
             log.notice("\(signalName) again: exiting now; unfinished images stay in work/ for the next start")
             exit(0)
         }
-        log.notice(
-            "\(signalName): finishing the images being translated (up to \(Int(currentConfig.stopTimeout)) s), then exiting")
+        let timeout = Int(currentConfig.stopTimeout)
+        log.notice("\(signalName): finishing the images being translated (up to \(timeout) s), then exiting")
         beginStop()
     }
 
