@@ -144,9 +144,8 @@ def torch_forward(ctx: Context, net: torch.nn.Module) -> dict[int, float]:
     return times
 
 
-def onnx_forward(ctx: Context, net: torch.nn.Module) -> dict[int, float]:
-    import onnxruntime as ort
-
+def export_onnx(ctx: Context, net: torch.nn.Module) -> Path:
+    """The generator exported to ONNX with dynamic height and width (once per weights file)."""
     model = ctx.out / "generator.onnx"
     if not model.is_file() or model.stat().st_mtime < ctx.weights.stat().st_mtime:
         # One export with dynamic height and width; the legacy exporter needs no onnxscript.
@@ -162,6 +161,13 @@ def onnx_forward(ctx: Context, net: torch.nn.Module) -> dict[int, float]:
                 opset_version=17,
                 dynamo=False,
             )
+    return model
+
+
+def onnx_forward(ctx: Context, net: torch.nn.Module) -> dict[int, float]:
+    import onnxruntime as ort
+
+    model = export_onnx(ctx, net)
     options = ort.SessionOptions()
     options.intra_op_num_threads = ctx.threads
     options.inter_op_num_threads = 1
@@ -253,26 +259,27 @@ def agreement(a: Path, b: Path) -> str:
     if x.shape != y.shape:
         return f"outputs differ in size: {x.shape} vs {y.shape}"
     diff = np.abs(x - y)
-    return f"outputs: {100 * np.mean(diff == 0):.2f} % of channel values equal, max difference {diff.max()}"
+    return f"{100 * np.mean(diff == 0):.2f} % of channel values equal to ours, max difference {diff.max()}"
 
 
 def section_process(ctx: Context) -> Section:
     source = photo(ctx, 1024)
     ctx.weights.read_bytes()  # warm the page cache so neither side pays the first read
     ours_out, torch_out = ctx.out / "translate_cyclegand.png", ctx.out / "translate_torch.png"
+    ort_out = ctx.out / "translate_ort.png"
+    model = export_onnx(ctx, load_generator(ctx.weights))  # before the clock: not part of the job
+    weights, threads = ["--weights", str(ctx.weights)], ["--threads", str(ctx.threads)]
     jobs = {
-        "cyclegand translate": [str(ctx.binary), "translate", str(source), str(ours_out)],
+        "cyclegand translate": [str(ctx.binary), "translate", str(source), str(ours_out), *weights, *threads],
         "PyTorch (tools/torch_translate.py)": [
-            sys.executable,
-            str(TOOLS / "torch_translate.py"),
-            str(source),
-            str(torch_out),
-        ],
+            sys.executable, str(TOOLS / "torch_translate.py"), str(source), str(torch_out), *weights, *threads],
+        "ONNX Runtime (tools/ort_translate.py)": [
+            sys.executable, str(TOOLS / "ort_translate.py"), str(source), str(ort_out), "--model", str(model),
+            *threads],
     }
     rows, notes, results = [], [], {}
     for name, command in jobs.items():
         print(f"process: {name}", flush=True)
-        command += ["--weights", str(ctx.weights), "--threads", str(ctx.threads)]
         results[name] = time_process(command)
     for name, result in results.items():
         if isinstance(result, str):
@@ -280,10 +287,13 @@ def section_process(ctx: Context) -> Section:
             notes.append(f"{name}: not available ({result})")
         else:
             rows.append([name, f"{result[0]:.2f}", f"{result[1]:.0f}"])
-    if all(not isinstance(r, str) for r in results.values()):
-        (c_wall, c_rss), (p_wall, p_rss) = results.values()
-        notes.append(f"PyTorch/cyclegand: time {p_wall / c_wall:.2f}×, peak RSS {p_rss / c_rss:.2f}×")
-        notes.append(agreement(ours_out, torch_out))
+    ours = results["cyclegand translate"]
+    for (name, result), out in zip(list(results.items())[1:], [torch_out, ort_out]):
+        if isinstance(ours, str) or isinstance(result, str):
+            continue
+        peer = name.split(" (")[0]
+        notes.append(f"{peer}/cyclegand: time {result[0] / ours[0]:.2f}×, peak RSS {result[1] / ours[1]:.2f}×; "
+                     f"{agreement(ours_out, out)}")
     notes.insert(0, f"1024×1024 PNG from examples/images/astronaut.jpg, {ctx.threads} threads, one run each")
     return Section("Whole process: translate one 1024² image", ["program", "wall s", "peak RSS MiB"], rows, notes)
 
