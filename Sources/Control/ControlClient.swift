@@ -36,13 +36,16 @@ public final class ControlClient {
     /// Connects to the daemon; throws with the reason (no daemon, permission) in words.
     public init(socketPath: String) throws {
         self.socketPath = socketPath
-        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw ControlSetupError("cannot create a socket: \(ListeningSocket.errnoText())") }
+        // The descriptor is stored only once connected: a throw after every property is set
+        // runs deinit, which would close it a second time (and perhaps another thread's file
+        // that got the number meanwhile).
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlSetupError("cannot create a socket: \(ListeningSocket.errnoText())") }
         do {
-            try ListeningSocket.connect(descriptor, to: socketPath)
+            try ListeningSocket.connect(fd, to: socketPath)
         } catch {
             let code = errno
-            close(descriptor)
+            close(fd)
             switch code {
             case ENOENT, ECONNREFUSED:
                 throw ControlSetupError(
@@ -56,6 +59,7 @@ public final class ControlClient {
                 throw ControlSetupError("cannot connect to \(socketPath): \(ListeningSocket.errnoText(code))")
             }
         }
+        descriptor = fd
     }
 
     deinit { close(descriptor) }
