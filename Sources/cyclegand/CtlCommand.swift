@@ -80,6 +80,24 @@ struct CtlOptions: ParsableArguments {
         if json { printLine(reply.line) }
         return json
     }
+
+    /// Sends `command` and prints the list in the reply's `field` as a table (one `row` per
+    /// item under `headers`), `empty` when there is none, or the raw reply with --json.
+    func list<Item: Decodable>(
+        _ command: String, field: String, as item: Item.Type, empty: String? = nil, headers: [String],
+        row: (Item) -> [String]
+    ) throws {
+        try runCtl {
+            let reply = try call(command)
+            if printRaw(reply) { return }
+            let items = try reply.decode([Item].self, field: field)
+            if items.isEmpty, let empty {
+                print(empty)
+                return
+            }
+            print(table(headers, items.map(row)))
+        }
+    }
 }
 
 /// An error reply or a connection problem, with its exit code.
@@ -189,19 +207,11 @@ extension CtlCommand {
         @OptionGroup var options: CtlOptions
 
         func run() throws {
-            try runCtl {
-                let reply = try options.call("models")
-                if options.printRaw(reply) { return }
-                let models = try reply.decode([ModelInfo].self, field: "models")
-                if models.isEmpty {
-                    print("no models; import one with `cyclegand import` into the daemon's models folder")
-                    return
-                }
-                print(
-                    table(
-                        ["MODEL", "DIRECTIONS", "PATH"],
-                        models.map { [$0.name, $0.directions.joined(separator: ", "), $0.path] }))
-            }
+            try options.list(
+                "models", field: "models", as: ModelInfo.self,
+                empty: "no models; import one with `cyclegand import` into the daemon's models folder",
+                headers: ["MODEL", "DIRECTIONS", "PATH"]
+            ) { [$0.name, $0.directions.joined(separator: ", "), $0.path] }
         }
     }
 
@@ -211,15 +221,10 @@ extension CtlCommand {
         @OptionGroup var options: CtlOptions
 
         func run() throws {
-            try runCtl {
-                let reply = try options.call("directions")
-                if options.printRaw(reply) { return }
-                let directions = try reply.decode([DirectionInfo].self, field: "directions")
-                print(
-                    table(
-                        ["DIRECTION", "MODEL", "FROM", "TO"],
-                        directions.map { [$0.name, $0.model, $0.from ?? "-", $0.to ?? "-"] }))
-            }
+            try options.list(
+                "directions", field: "directions", as: DirectionInfo.self,
+                headers: ["DIRECTION", "MODEL", "FROM", "TO"]
+            ) { [$0.name, $0.model, $0.from ?? "-", $0.to ?? "-"] }
         }
     }
 
@@ -299,25 +304,16 @@ extension CtlCommand {
         @OptionGroup var options: CtlOptions
 
         func run() throws {
-            try runCtl {
-                let reply = try options.call("jobs")
-                if options.printRaw(reply) { return }
-                let jobs = try reply.decode([JobInfo].self, field: "jobs")
-                if jobs.isEmpty {
-                    print("no jobs")
-                    return
-                }
-                print(
-                    table(
-                        ["JOB", "KIND", "STATE", "DIRECTION", "INPUT"],
-                        jobs.map { [$0.id, $0.kind.rawValue, $0.state.rawValue, $0.direction, $0.input] }))
-            }
+            try options.list(
+                "jobs", field: "jobs", as: JobInfo.self, empty: "no jobs",
+                headers: ["JOB", "KIND", "STATE", "DIRECTION", "INPUT"]
+            ) { [$0.id, $0.kind.rawValue, $0.state.rawValue, $0.direction, $0.input] }
         }
     }
 
     struct Cancel: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Cancel a queued job (a running one stops at its next checkpoint).")
+            abstract: "Cancel a queued job (a running one finishes but is not published).")
         @OptionGroup var options: CtlOptions
         @Argument(help: "The job id, as `cyclegand ctl jobs` shows it.") var job: String
 
