@@ -26,6 +26,8 @@ struct StreamedGenerator {
     /// Keep the stores in memory rather than in temporary files.
     let storesInMemory: Bool
     let temporaryDirectory: String
+    /// Asked between bands; when it says yes the run throws `cancelled` (and its stores go).
+    var isCancelled: @Sendable () -> Bool = { false }
     /// Band buffers, recycled within a pass and released after it.
     private let pool = BandPool()
 
@@ -98,6 +100,7 @@ struct StreamedGenerator {
         defer { rowsOut.deallocate() }
         var y = 0
         while y < height {
+            try checkpoint()
             let n = min(bandRows, height - y)
             let band = try out.rows(y..<(y + n))
             Elementwise.tanh(band.data, count: 3 * n * ww, compute: compute)
@@ -119,6 +122,7 @@ struct StreamedGenerator {
         var m = ChannelMoments(channels: stage.channels)
         var y = 0
         while y < stage.height {
+            try checkpoint()
             let band = try stage.rows(y..<min(stage.height, y + bandRows))
             band.accumulate(into: &m, compute: compute)
             try store?.write(band)
@@ -132,12 +136,19 @@ struct StreamedGenerator {
     private func update(_ store: ActivationStore, bandRows: Int, _ body: (Band) throws -> Void) throws {
         var y = 0
         while y < store.height {
+            try checkpoint()
             let band = try store.rows(y..<min(store.height, y + bandRows))
             try body(band)
             try store.overwrite(band)
             y = band.rows.upperBound
         }
         pool.drain()
+    }
+
+    private func checkpoint() throws {
+        if isCancelled() {
+            throw ImagingError(.cancelled, path: temporaryDirectory, reason: "cancelled on request")
+        }
     }
 
     /// Bytes the streamed path holds at once for bands of `bandRows` output rows

@@ -11,6 +11,8 @@ public struct ImagingError: Error, CustomStringConvertible, Sendable, Equatable 
         case writeFailed
         /// The caller passed something inconsistent (shape, sizes, options).
         case invalidArgument
+        /// The caller asked to stop (a streamed run checks between bands).
+        case cancelled
     }
 
     public let kind: Kind

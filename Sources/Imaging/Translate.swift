@@ -84,7 +84,11 @@ extension ImageTranslation {
         }
 
         /// Decodes, translates and writes the image with `threads` (default: `options.threads`).
-        public func run(output: String, threads: Int? = nil) throws -> Report {
+        /// A streamed run asks `isCancelled` between bands and throws `cancelled` when it says
+        /// yes; a whole-image pass (seconds at most under the memory limit) runs to the end.
+        public func run(
+            output: String, threads: Int? = nil, isCancelled: @escaping @Sendable () -> Bool = { false }
+        ) throws -> Report {
             let start = DispatchTime.now().uptimeNanoseconds
             let compute = Compute(threads: threads ?? options.threads)
             try source.decode()
@@ -103,9 +107,10 @@ extension ImageTranslation {
                 let rows =
                     options.bandRows
                     ?? streamedBandRows(generator.architecture, height: h, width: w, options: budget)
-                let executor = StreamedGenerator(
+                var executor = StreamedGenerator(
                     generator: generator, compute: compute, bandRows: rows, storesInMemory: false,
                     temporaryDirectory: temporaryDirectory(options.load.temporaryDirectory))
+                executor.isCancelled = isCancelled
                 try executor.run(
                     height: h, width: w,
                     read: { y, n, into in try self.source.readRows(y: y, count: n, into: into) },

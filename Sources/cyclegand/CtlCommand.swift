@@ -313,7 +313,7 @@ extension CtlCommand {
 
     struct Cancel: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Cancel a queued job (a running one finishes but is not published).")
+            abstract: "Cancel a job: a queued one leaves the queue, a running one publishes nothing.")
         @OptionGroup var options: CtlOptions
         @Argument(help: "The job id, as `cyclegand ctl jobs` shows it.") var job: String
 

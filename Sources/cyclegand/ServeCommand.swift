@@ -235,7 +235,8 @@ final class GeneratorTranslator: Translator, @unchecked Sendable {
             let grant = allotment.admit(bytes: plan.bytes, limit: limit)
             defer { allotment.release(grant) }
             if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
-            let report = try plan.run(output: output.path, threads: threads ?? grant.threads)
+            let report = try plan.run(
+                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled })
             return TranslationResult(width: report.width, height: report.height, milliseconds: report.seconds * 1000)
         } catch let e as ImagingError {
             switch e.kind {
@@ -243,6 +244,7 @@ final class GeneratorTranslator: Translator, @unchecked Sendable {
             case .tooLarge: throw DaemonError(.tooLarge, e.reason)
             case .writeFailed: throw DaemonError(.writeFailed, e.reason)
             case .invalidArgument: throw DaemonError(.translationFailed, e.reason)
+            case .cancelled: throw DaemonError(.cancelled, "cancelled on request while it was translated")
             }
         }
     }

@@ -72,6 +72,32 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path).isEmpty)
     }
 
+    /// A streamed run asked to stop throws `cancelled` between bands (not at once, not at
+    /// the end), writes no output and leaves no temporary file.
+    @Test func aCancelledStreamedRunStopsBetweenBandsAndLeavesNothing() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cyclegand-cancel-\(getpid())")
+        let tmp = dir.appendingPathComponent("tmp")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = Self.root.appendingPathComponent("Tests/Fixtures/real/chelsea_320x240.png").path
+        let out = dir.appendingPathComponent("out.png").path
+        let options = ImageTranslation.Options(
+            load: LoadOptions(temporaryDirectory: tmp.path), save: SaveOptions(temporaryDirectory: tmp.path),
+            mode: .streamed, bandRows: 16)
+        let plan = try ImageTranslation.Plan(input: input, generator: try generator("vintagify"), options: options)
+        let asked = Counter()
+        do {
+            _ = try plan.run(output: out, isCancelled: { asked.increment() > 20 })
+            Issue.record("the run did not stop")
+        } catch let error as ImagingError {
+            #expect(error.kind == .cancelled)
+        }
+        #expect(asked.value == 22)
+        #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["tmp"])
+    }
+
     @Test func modeFollowsTheMemoryLimit() {
         let a = GeneratorArchitecture()
         #expect(chooseMode(a, height: 1024, width: 1024, limit: 1 << 30) == .whole)
@@ -83,5 +109,21 @@ import Testing
             StreamedGenerator.estimatedBytes(
                 architecture: a, height: 4000, width: 6000, bandRows: rows, storesInMemory: false, threads: 2)
                 + 4000 * 6000 * 8 <= 1 << 30)
+    }
+}
+
+/// How often a closure was called, from any thread.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+
+    var value: Int { lock.withLock { count } }
+
+    /// Counts one more call and returns the count before it.
+    func increment() -> Int {
+        lock.withLock {
+            count += 1
+            return count - 1
+        }
     }
 }
