@@ -228,8 +228,13 @@ def time_process(command: list[str]) -> tuple[float, float] | str:
     if result.returncode != 0:
         lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("\t")]
         return (lines or [f"exit status {result.returncode}"])[0]
-    wall = rss = None
-    for line in result.stderr.splitlines():
+    return time_v_figures(result.stderr)
+
+
+def time_v_figures(stderr: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) from the report `/usr/bin/time -v` writes to stderr."""
+    wall = rss = 0.0
+    for line in stderr.splitlines():
         line = line.strip()
         if line.startswith("Elapsed (wall clock) time"):
             clock = line.rsplit(" ", 1)[-1].split(":")
@@ -439,15 +444,7 @@ def translate_json(ctx: Context, source: Path, out: Path) -> tuple[dict, float, 
         ["/usr/bin/time", "-v", str(ctx.binary), "translate", str(source), str(out), "--weights", str(ctx.weights),
          "--threads", str(ctx.threads), "--json"], capture_output=True, text=True, check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    wall = rss = 0.0
-    for line in result.stderr.splitlines():
-        line = line.strip()
-        if line.startswith("Elapsed (wall clock) time"):
-            clock = line.rsplit(" ", 1)[-1].split(":")
-            wall = sum(float(part) * 60**i for i, part in enumerate(reversed(clock)))
-        elif line.startswith("Maximum resident set size"):
-            rss = int(line.rsplit(" ", 1)[-1]) / 1024
-    return report, wall, rss
+    return (report, *time_v_figures(result.stderr))
 
 
 def section_large(ctx: Context) -> Section:
