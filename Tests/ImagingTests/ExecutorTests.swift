@@ -50,17 +50,16 @@ import Testing
     /// 8-bit pixels as the whole-image one (up to rounding at .5), and leaves
     /// no temporary file behind.
     @Test func streamedFileMatchesWholeFile() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cyclegand-exec-\(getpid())")
-        let tmp = dir.appendingPathComponent("tmp")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let scratch = try Scratch()
+        let tmp = scratch.file("tmp")
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let input = Self.root.appendingPathComponent("Tests/Fixtures/real/chelsea_320x240.png").path
         let g = try generator("vintagify")
         var outputs: [Tensor] = []
         for mode in [ImageTranslation.Options.Mode.whole, .streamed] {
-            let out = dir.appendingPathComponent("\(mode).png").path
+            let out = scratch.file("\(mode).png")
             let options = ImageTranslation.Options(
-                load: LoadOptions(temporaryDirectory: tmp.path), save: SaveOptions(temporaryDirectory: tmp.path),
+                load: LoadOptions(temporaryDirectory: tmp), save: SaveOptions(temporaryDirectory: tmp),
                 mode: mode, bandRows: 16)
             let report = try ImageTranslation.translateFile(input: input, output: out, generator: g, options: options)
             #expect(report.mode == mode && report.width == 320 && report.height == 240)
@@ -69,20 +68,19 @@ import Testing
         var worst: Float = 0
         for i in 0..<outputs[0].count { worst = max(worst, abs(outputs[0].data[i] - outputs[1].data[i]) * 127.5) }
         #expect(worst <= 1.01)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).isEmpty)
     }
 
     /// A streamed run asked to stop throws `cancelled` between bands (not at once, not at
     /// the end), writes no output and leaves no temporary file.
     @Test func aCancelledStreamedRunStopsBetweenBandsAndLeavesNothing() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cyclegand-cancel-\(getpid())")
-        let tmp = dir.appendingPathComponent("tmp")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let scratch = try Scratch()
+        let tmp = scratch.file("tmp")
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let input = Self.root.appendingPathComponent("Tests/Fixtures/real/chelsea_320x240.png").path
-        let out = dir.appendingPathComponent("out.png").path
+        let out = scratch.file("out.png")
         let options = ImageTranslation.Options(
-            load: LoadOptions(temporaryDirectory: tmp.path), save: SaveOptions(temporaryDirectory: tmp.path),
+            load: LoadOptions(temporaryDirectory: tmp), save: SaveOptions(temporaryDirectory: tmp),
             mode: .streamed, bandRows: 16)
         let plan = try ImageTranslation.Plan(input: input, generator: try generator("vintagify"), options: options)
         let asked = Counter()
@@ -94,8 +92,8 @@ import Testing
         }
         #expect(asked.value == 22)
         #expect(!FileManager.default.fileExists(atPath: out))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path).isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["tmp"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).isEmpty)
+        #expect(scratch.contents == ["tmp"])
     }
 
     @Test func modeFollowsTheMemoryLimit() {
