@@ -78,7 +78,8 @@ public final class ImageSource: @unchecked Sendable {
     public init(path: String, options: LoadOptions = LoadOptions()) throws {
         let decoded: DecodePipeline
         do {
-            decoded = try DecodePipeline(path: path, options: options)
+            // Header reads are short; all of them go under the error lock (see VipsErrors).
+            decoded = try VipsErrors.lock.withLock { try DecodePipeline(path: path, options: options) }
         } catch let error where Self.isHarmlessJPEGWarning(error, options) {
             decoded = try DecodePipeline(path: path, options: options.lenientJPEG)
         }
@@ -109,7 +110,13 @@ public final class ImageSource: @unchecked Sendable {
         if let spool { return spool }
         let made: MappedSpool
         do {
-            made = try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
+            if inputFormat == "jpg" {
+                made = try VipsErrors.lock.withLock {
+                    try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
+                }
+            } else {
+                made = try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
+            }
         } catch let error where Self.isHarmlessJPEGWarning(error, options) {
             pipeline = try DecodePipeline(path: path, options: options.lenientJPEG).image
             made = try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
@@ -119,13 +126,15 @@ public final class ImageSource: @unchecked Sendable {
     }
 
     /// A strict JPEG load (`LoadOptions.strictJPEG`) that failed only because of stray bytes
-    /// between markers, which some cameras and editors write into sound files.
+    /// between markers, which some cameras and editors write into sound files. JPEG loads run
+    /// under `VipsErrors.lock`, so the JPEG messages in the reason are this file's; another
+    /// format's failure may stand beside them and is ignored.
     private static func isHarmlessJPEGWarning(_ error: any Error, _ options: LoadOptions) -> Bool {
         guard options.strictJPEG, !options.failOnWarnings, let e = error as? ImagingError, e.kind == .corrupt else {
             return false
         }
-        let messages = e.reason.components(separatedBy: "; ")
-        return messages.allSatisfy { $0.contains("extraneous bytes before marker") }
+        let jpeg = e.reason.components(separatedBy: "; ").filter { $0.contains("JPEG") }
+        return !jpeg.isEmpty && jpeg.allSatisfy { $0.contains("extraneous bytes before marker") }
     }
 
     /// Reads rows `y ..< y + count` as planar RGB floats [3][count][width] in [-1, 1].

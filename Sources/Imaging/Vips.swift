@@ -1,4 +1,5 @@
 import CVips
+import Foundation
 
 /// libvips, initialised once per process on first use.
 ///
@@ -25,8 +26,18 @@ final class VipsRuntime: Sendable {
     }
 }
 
+/// libvips keeps one error buffer for the whole process, and any thread's failure is appended
+/// to it. Taking it under this lock, and holding the lock from a JPEG load until its error is
+/// taken, keeps one image's JPEG messages from being read (and cleared) as another's: the
+/// harmless-warning retry of `ImageSource` depends on reading its own.
+enum VipsErrors {
+    static let lock = NSRecursiveLock()
+}
+
 /// The libvips error buffer as one line (it is cleared), or `fallback` when empty.
 func takeVipsError(fallback: String) -> String {
+    VipsErrors.lock.lock()
+    defer { VipsErrors.lock.unlock() }
     guard let raw = cvips_error_take() else { return fallback }
     defer { g_free(raw) }
     let lines = String(cString: raw).split(separator: "\n").map { $0.trimmingCharacters() }
