@@ -31,6 +31,10 @@ let package = Package(
             dependencies: ["CycleGAN", "Tensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         .target(name: "Imaging", dependencies: ["CVips", "Tensor", "CycleGAN"], swiftSettings: kernelFlags),
+        // The CycleGAN trainer: data, losses and steps, checkpoints, reports.
+        .target(
+            name: "Training", dependencies: ["Tensor", "CycleGAN", "Models", "Imaging", "CVips"],
+            swiftSettings: kernelFlags),
         .target(
             name: "Daemon",
             // Plain Glibc inotify, no model or image code: the executable plugs the real
@@ -51,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "cyclegand",
             dependencies: [
-                "Tensor", "CycleGAN", "Models", "Imaging", "Daemon", "Control",
+                "Tensor", "CycleGAN", "Models", "Imaging", "Training", "Daemon", "Control",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -61,6 +65,7 @@ let package = Package(
         .testTarget(name: "CycleGANTests", dependencies: ["CycleGAN", "Models", "Imaging"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "CycleGAN"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CycleGAN", "Models"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "CycleGAN", "Models", "Imaging"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
     ]
