@@ -30,42 +30,7 @@ public struct GeneratorArchitecture: Codable, Equatable, Sendable {
     var lastConvIndex: Int { Self.firstBlockIndex + blocks + 7 }
 
     /// Every parameter this architecture needs, by its reference name, with its shape.
-    public func parameterShapes() -> [(name: String, shape: [Int])] {
-        var out: [(String, [Int])] = []
-        func conv(_ prefix: String, _ cout: Int, _ cin: Int, _ k: Int) {
-            out.append(("\(prefix).weight", [cout, cin, k, k]))
-            out.append(("\(prefix).bias", [cout]))
-        }
-        func convT(_ prefix: String, _ cin: Int, _ cout: Int, _ k: Int) {
-            out.append(("\(prefix).weight", [cin, cout, k, k]))
-            out.append(("\(prefix).bias", [cout]))
-        }
-        func norm(_ prefix: String, _ c: Int) {
-            guard affine else { return }
-            out.append(("\(prefix).weight", [c]))
-            out.append(("\(prefix).bias", [c]))
-        }
-        conv("model.1", ngf, inputChannels, 7)
-        norm("model.2", ngf)
-        conv("model.4", ngf * 2, ngf, 3)
-        norm("model.5", ngf * 2)
-        conv("model.7", ngf * 4, ngf * 2, 3)
-        norm("model.8", ngf * 4)
-        for b in 0..<blocks {
-            let p = "model.\(Self.firstBlockIndex + b).conv_block"
-            conv("\(p).1", ngf * 4, ngf * 4, 3)
-            norm("\(p).2", ngf * 4)
-            conv("\(p).5", ngf * 4, ngf * 4, 3)
-            norm("\(p).6", ngf * 4)
-        }
-        let (u1, u2) = upIndices
-        convT("model.\(u1)", ngf * 4, ngf * 2, 3)
-        norm("model.\(u1 + 1)", ngf * 2)
-        convT("model.\(u2)", ngf * 2, ngf, 3)
-        norm("model.\(u2 + 1)", ngf)
-        conv("model.\(lastConvIndex)", outputChannels, ngf, 7)
-        return out
-    }
+    public func parameterShapes() -> [(name: String, shape: [Int])] { Layer.parameterShapes(of: sequential) }
 
     /// Infers the architecture from a state dict already in reference names.
     ///
@@ -157,18 +122,7 @@ public struct DiscriminatorArchitecture: Codable, Equatable, Sendable {
         return s
     }
 
-    public func parameterShapes() -> [(name: String, shape: [Int])] {
-        var out: [(String, [Int])] = []
-        for st in stages {
-            out.append(("model.\(st.index).weight", [st.cout, st.cin, 4, 4]))
-            out.append(("model.\(st.index).bias", [st.cout]))
-            if st.norm && affine {
-                out.append(("model.\(st.index + 1).weight", [st.cout]))
-                out.append(("model.\(st.index + 1).bias", [st.cout]))
-            }
-        }
-        return out
-    }
+    public func parameterShapes() -> [(name: String, shape: [Int])] { Layer.parameterShapes(of: sequential) }
 
     public static func infer(from shapes: [String: [Int]]) throws -> DiscriminatorArchitecture {
         guard let first = shapes["model.0.weight"], first.count == 4, first[2] == 4, first[3] == 4 else {

@@ -10,9 +10,11 @@ import Tensor
 /// Instead the network runs layer by layer over bands of rows: each pass
 /// streams one activation through its convolution and sums its channels'
 /// moments (in Double); the next pass applies that finished norm to the rows it
-/// reads. The two full-resolution activations are recomputed when a later pass
-/// needs them (their convolutions are cheap, their stores would be the largest);
-/// the half- and quarter-resolution ones live in `ActivationStore`s.
+/// reads. The passes come from walking the generator's layer list (`walk`):
+/// the two full-resolution activations are recomputed when a later pass needs
+/// them (their convolutions are cheap, their stores would be the largest); the
+/// half- and quarter-resolution ones live in `ActivationStore`s. For the
+/// reference generator that gives:
 ///
 ///   pass 1, 2   input → conv₁ (moments) → conv₂ (moments, stored as S₂)
 ///   pass 3      S₂ → conv₃ (moments, stored as R)
@@ -38,64 +40,13 @@ struct StreamedGenerator {
         read: @escaping (Int, Int, UnsafeMutablePointer<Float>) throws -> Void,
         write: (Int, Int, UnsafePointer<Float>) throws -> Void
     ) throws {
-        let layers = generator.layers
         let (wh, ww) = ResnetGenerator.workingSize(height: height, width: width)
-        var norms = layers.norms.makeIterator()
-        func finish(_ m: ChannelMoments, _ activation: Activation) -> PendingNorm {
-            let (g, b) = norms.next()!
-            return PendingNorm(norm: m.normalization(eps: 1e-5, gamma: g, beta: b), activation: activation)
-        }
-
-        func store(_ like: RowStage) throws -> ActivationStore {
-            try ActivationStore(
-                channels: like.channels, height: like.height, width: like.width, inMemory: storesInMemory,
-                directory: temporaryDirectory, pool: pool, compute: compute)
-        }
-        let halfRows = max(1, bandRows / 2)
-        let quarterRows = max(1, bandRows / 4)
-
-        // Down: conv₁ is recomputed from the input for pass 2; conv₂ is stored for pass 3.
         let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, pool: pool, read: read)
-        let c1 = ConvStage(input, pending: nil, conv: layers.first, padding: .reflect(3), compute: compute, pool: pool)
-        let n1 = finish(try moments(of: c1, bandRows: bandRows), .relu)
-        let r: ActivationStore
-        do {
-            let c2 = ConvStage(c1, pending: n1, conv: layers.down[0], padding: .zero(1), compute: compute, pool: pool)
-            let s2 = try store(c2)
-            let n2 = finish(try moments(of: c2, bandRows: halfRows, storingIn: s2), .relu)
-            let c3 = ConvStage(s2, pending: n2, conv: layers.down[1], padding: .zero(1), compute: compute, pool: pool)
-            r = try store(c3)
-            let n3 = finish(try moments(of: c3, bandRows: quarterRows, storingIn: r), .relu)
-            try update(r, bandRows: quarterRows) { band in band.normalize(n3.norm, n3.activation, compute: compute) }
-        }
-
-        // Residual blocks at quarter resolution: R ← R + norm(conv(relu(norm(conv(R))))).
-        do {
-            let t1 = try store(r)
-            let t2 = try store(r)
-            for (conv1, conv2) in layers.blocks {
-                let a = ConvStage(r, pending: nil, conv: conv1, padding: .reflect(1), compute: compute, pool: pool)
-                let na = finish(try moments(of: a, bandRows: quarterRows, storingIn: t1), .relu)
-                let b = ConvStage(t1, pending: na, conv: conv2, padding: .reflect(1), compute: compute, pool: pool)
-                let nb = finish(try moments(of: b, bandRows: quarterRows, storingIn: t2), .none)
-                try update(r, bandRows: quarterRows) { band in
-                    let residual = try t2.rows(band.rows)
-                    residual.normalize(nb.norm, nb.activation, compute: compute)
-                    Elementwise.add(
-                        band.data, residual.data, count: band.rows.count * band.channels * band.width, compute: compute)
-                }
-            }
-        }
-
-        // Up: convT₁ is stored; convT₂ is recomputed from it for the last pass.
-        let u1 = TransposedConvStage(r, pending: nil, conv: layers.up[0], compute: compute, pool: pool)
-        let s4 = try store(u1)
-        let nu1 = finish(try moments(of: u1, bandRows: halfRows, storingIn: s4), .relu)
-        let u2 = TransposedConvStage(s4, pending: nu1, conv: layers.up[1], compute: compute, pool: pool)
-        let nu2 = finish(try moments(of: u2, bandRows: bandRows), .relu)
-        let out = ConvStage(u2, pending: nu2, conv: layers.last, padding: .reflect(3), compute: compute, pool: pool)
+        var walk = Walk(source: input, fullHeight: wh)
+        try self.walk(generator.network.layers, &walk)
 
         // The output, cropped back to the image.
+        guard let out = walk.output else { preconditionFailure("a generator ends in tanh") }
         let rowsOut = UnsafeMutablePointer<Float>.allocate(capacity: 3 * bandRows * width)
         defer { rowsOut.deallocate() }
         var y = 0
@@ -113,6 +64,118 @@ struct StreamedGenerator {
             try write(y, n, rowsOut)
             y += n
         }
+    }
+
+    /// Where the walk over the layers stands: the stage that produces the
+    /// current activation and the norm its reader must still apply.
+    private struct Walk {
+        var source: RowStage
+        var pending: PendingNorm? = nil
+        /// The working height: activations at it are recomputed, smaller ones stored.
+        let fullHeight: Int
+        /// The last convolution, whose rows `run` streams out through tanh.
+        var output: RowStage? = nil
+
+        init(source: RowStage, fullHeight: Int) {
+            self.source = source
+            self.fullHeight = fullHeight
+        }
+    }
+
+    /// Walks the generator's layers, one pass per norm:
+    /// - a convolution becomes a stage over the current one (which applies the pending norm to what it reads);
+    /// - a norm streams its stage once to sum the moments. Full-resolution activations (the largest, with cheap
+    ///   convolutions) are recomputed by whoever reads them; smaller ones are stored during that pass;
+    /// - a residual block materialises its input R (norm applied), walks its inner layers and adds their
+    ///   normalised result into R band by band;
+    /// - tanh marks the output.
+    private func walk(_ layers: [Layer], _ w: inout Walk) throws {
+        var i = 0
+        while i < layers.count {
+            switch layers[i] {
+            case .conv(let c):
+                w.source = ConvStage(
+                    w.source, pending: w.pending, conv: generator.network.conv(c), padding: c.padding, compute: compute,
+                    pool: pool)
+                w.pending = nil
+            case .convTranspose(let c):
+                w.source = TransposedConvStage(
+                    w.source, pending: w.pending, conv: generator.network.convTranspose(c), compute: compute, pool: pool)
+                w.pending = nil
+            case .norm(let n):
+                let activation = i + 1 < layers.count ? layers[i + 1].activation : nil
+                if activation != nil { i += 1 }
+                let stage = w.source
+                let rows = bands(of: stage, fullHeight: w.fullHeight)
+                let moments: ChannelMoments
+                if stage.height < w.fullHeight {
+                    let s = try store(like: stage)
+                    moments = try self.moments(of: stage, bandRows: rows, storingIn: s)
+                    w.source = s
+                } else {
+                    moments = try self.moments(of: stage, bandRows: rows)
+                }
+                let (g, b) = generator.network.affine(n)
+                w.pending = PendingNorm(
+                    norm: moments.normalization(eps: 1e-5, gamma: g, beta: b), activation: activation ?? .none)
+            case .residual(let inner):
+                let r = try materialize(&w)
+                var block = Walk(source: r, fullHeight: w.fullHeight)
+                try walk(inner, &block)
+                guard let t = block.source as? ActivationStore, let nb = block.pending else {
+                    preconditionFailure("a residual block ends in a norm at reduced resolution")
+                }
+                try update(r, bandRows: bands(of: r, fullHeight: w.fullHeight)) { band in
+                    let residual = try t.rows(band.rows)
+                    residual.normalize(nb.norm, nb.activation, compute: compute)
+                    Elementwise.add(
+                        band.data, residual.data, count: band.rows.count * band.channels * band.width, compute: compute)
+                }
+                w.source = r
+            case .tanh:
+                precondition(w.pending == nil && i == layers.count - 1, "tanh ends the generator, after a conv")
+                w.output = w.source
+            case .relu, .leakyReLU:
+                preconditionFailure("the streamed executor fuses activations into the norm before them")
+            }
+            i += 1
+        }
+    }
+
+    /// The current activation as a store with its pending norm applied (a residual block's input and sum).
+    private func materialize(_ w: inout Walk) throws -> ActivationStore {
+        let rows = bands(of: w.source, fullHeight: w.fullHeight)
+        let r: ActivationStore
+        if let stored = w.source as? ActivationStore {
+            r = stored
+        } else {
+            r = try store(like: w.source)
+            var y = 0
+            while y < w.source.height {
+                try checkpoint()
+                let band = try w.source.rows(y..<min(w.source.height, y + rows))
+                try r.write(band)
+                y = band.rows.upperBound
+            }
+            pool.drain()
+        }
+        if let pending = w.pending {
+            try update(r, bandRows: rows) { band in band.normalize(pending.norm, pending.activation, compute: compute) }
+        }
+        w.source = r
+        w.pending = nil
+        return r
+    }
+
+    /// Band height for a stage: the full-resolution band, scaled to the stage's resolution.
+    private func bands(of stage: RowStage, fullHeight: Int) -> Int {
+        max(1, bandRows * stage.height / fullHeight)
+    }
+
+    private func store(like stage: RowStage) throws -> ActivationStore {
+        try ActivationStore(
+            channels: stage.channels, height: stage.height, width: stage.width, inMemory: storesInMemory,
+            directory: temporaryDirectory, pool: pool, compute: compute)
     }
 
     /// Streams `stage` band by band, summing its channels' moments (and storing it).
