@@ -20,7 +20,7 @@ struct Cyclegand: AsyncParsableCommand {
             """,
         subcommands: [
             TranslateCommand.self, ServeCommand.self, CtlCommand.self, ImportCommand.self, ExportCommand.self,
-            ModelsCommand.self, BenchCommand.self,
+            TrainCommand.self, ModelsCommand.self, BenchCommand.self,
         ]
     )
 }

@@ -1,0 +1,403 @@
+import CycleGAN
+import Foundation
+import Models
+import Tensor
+
+/// What `cyclegand train` (or the daemon's fine-tune job) asks for.
+public struct TrainingRequest: Sendable {
+    /// A folder with trainA/ and trainB/, or the two folders themselves.
+    public enum Data: Sendable {
+        case dataroot(String)
+        case folders(a: String, b: String)
+    }
+
+    public var data: Data
+    public var name: String
+    /// Domain names of a new model (A and B when not given).
+    public var domains: (a: String, b: String)?
+    public var store: ModelStore
+    public var continueTrain: Bool
+    public var options: TrainingOptions
+    /// Options the user gave explicitly: a resumed run takes these over its checkpoint's.
+    public var given: Set<String>
+
+    public init(
+        data: Data, name: String, domains: (a: String, b: String)? = nil, store: ModelStore, continueTrain: Bool,
+        options: TrainingOptions, given: Set<String> = []
+    ) {
+        self.data = data
+        self.name = name
+        self.domains = domains
+        self.store = store
+        self.continueTrain = continueTrain
+        self.options = options
+        self.given = given
+    }
+}
+
+/// Options a resumed run may change; the rest (networks, losses, data
+/// preparation) are the checkpoint's, or the run would not be the same run.
+let resumableOptions: Set<String> = [
+    "n_epochs", "n_epochs_decay", "max_iters", "print_freq", "display_freq", "save_latest_freq", "save_epoch_freq",
+    "threads",
+]
+
+/// How a run ended.
+public struct TrainingSummary: Sendable {
+    public enum Reason: Sendable { case finished, maxIters, stopped }
+    public var reason: Reason
+    public var epoch: Int
+    public var iterations: Int
+    public var totalIters: Int
+    public var losses: Losses?
+    public var skipped: Int
+    /// The model version the generators were published as (nil when nothing was trained).
+    public var version: Int?
+}
+
+/// Reports a run's progress (a terminal line, log lines, the daemon's status).
+public protocol TrainingObserver: AnyObject {
+    func message(_ text: String)
+    func progress(_ p: TrainingProgress)
+}
+
+public struct TrainingProgress: Sendable {
+    public var epoch: Int
+    public var lastEpoch: Int
+    public var epochIter: Int
+    public var epochSize: Int
+    public var totalIters: Int
+    public var iterations: Int
+    public var maxIters: Int?
+    public var losses: Losses
+    public var iterationsPerSecond: Double
+    public var secondsLeft: Double?
+    public var skipped: Int
+}
+
+/// A CycleGAN training run on a model of the store: set up from a fresh
+/// start, from a model's networks, or from its checkpoint, then `run`.
+public final class Trainer {
+    public let name: String
+    public private(set) var options: TrainingOptions
+    public let domains: [String]
+    /// Networks the run initialised because the model did not have them (empty on a resume).
+    public private(set) var initialised: [String] = []
+    public private(set) var resumed = false
+    let model: CycleGANModel
+    private var state: TrainingState
+    private let store: ModelStore
+    private let dataset: UnalignedDataset
+    private let folder: URL
+    private let log: LossLog
+    private let compute: Compute
+    private weak var observer: TrainingObserver?
+
+    public init(_ request: TrainingRequest, observer: TrainingObserver?) throws {
+        name = request.name
+        store = request.store
+        self.observer = observer
+        folder = store.folder(request.name).appendingPathComponent("training")
+        let manifest = try store.manifest(request.name)
+        let checkpoint = try TrainingCheckpoint.load(in: folder)
+        if !request.continueTrain && (manifest != nil || checkpoint != nil) {
+            throw TrainingError.modelExists(
+                "a model named \(request.name) already exists in \(store.root.path): add --continue_train to "
+                    + "resume or fine-tune it, or choose another --name (nothing was changed)")
+        }
+        if request.continueTrain && manifest == nil && checkpoint == nil {
+            throw TrainingError.noSuchModel(
+                "--continue_train: there is no model named \(request.name) in \(store.root.path) "
+                    + "(cyclegand models lists them; without --continue_train a new model is created)")
+        }
+
+        var options = request.options
+        let saved: TrainingState?
+        if let checkpoint {
+            let s: TrainingState
+            do { s = try JSONDecoder().decode(TrainingState.self, from: checkpoint.state) } catch {
+                throw TrainingError.damagedCheckpoint("state.json: \(error)")
+            }
+            guard s.formatVersion <= TrainingState.formatVersion else {
+                throw TrainingError.incompatible(
+                    "the checkpoint of \(request.name) was written by a newer cyclegand; upgrade to resume it")
+            }
+            // The checkpoint's options, except those a resumed run may change and the user gave.
+            var merged = s.options
+            for key in request.given.intersection(resumableOptions) {
+                merged.take(key, from: request.options)
+            }
+            options = merged
+            saved = s
+        } else {
+            saved = nil
+        }
+        let problems = options.problems()
+        if !problems.isEmpty { throw TrainingError.badOptions(problems) }
+        self.options = options
+        compute = Compute(threads: options.threads)
+
+        // The data first: an empty or missing folder is an error before anything else happens.
+        switch request.data {
+        case .dataroot(let root): dataset = try UnalignedDataset(dataroot: root, options: options.data)
+        case .folders(let a, let b): dataset = try UnalignedDataset(folderA: a, folderB: b, options: options.data)
+        }
+
+        let domains =
+            saved?.domains ?? manifest.map { [$0.domains.a, $0.domains.b] }
+            ?? [request.domains?.a ?? "A", request.domains?.b ?? "B"]
+        self.domains = domains
+
+        // The four networks: from the checkpoint, from the model, or fresh.
+        var random = SplitMix64(seed: options.seed).derived(0x1417)
+        var initialised: [String] = []
+        func network(_ role: NetworkRole, generator: Bool) throws -> TrainableNetwork {
+            if let saved {
+                let layers =
+                    switch role {
+                    case .generatorA: saved.generatorA.sequential
+                    case .generatorB: saved.generatorB.sequential
+                    case .discriminatorA: saved.discriminatorA.sequential
+                    case .discriminatorB: saved.discriminatorB.sequential
+                    }
+                // Values come from the checkpoint's tensors below.
+                return TrainableNetwork(
+                    layers: layers,
+                    weights: Dictionary(
+                        uniqueKeysWithValues: Layer.parameterShapes(of: layers).map { ($0.name, Tensor(shape: $0.shape)) }
+                    ))
+            }
+            if let entry = manifest?[role] {
+                let weights = try request.store.weights(model: request.name, role: role)
+                if generator, let arch = entry.architecture.generator {
+                    return TrainableNetwork(layers: arch.sequential, weights: weights)
+                }
+                if !generator, let arch = entry.architecture.discriminator {
+                    return TrainableNetwork(layers: arch.sequential, weights: weights)
+                }
+            }
+            initialised.append(role.rawValue)
+            let layers =
+                generator
+                ? options.generatorArchitecture.sequential
+                : options.discriminatorArchitecture(channels: role == .discriminatorA ? options.output_nc : options.input_nc)
+                    .sequential
+            var stream = random.derived(UInt64(NetworkRole.allCases.firstIndex(of: role)!))
+            _ = random.next()
+            return TrainableNetwork(
+                layers: layers, weights: options.init_type.weights(for: layers, gain: options.init_gain, random: &stream))
+        }
+        let gA = try network(.generatorA, generator: true)
+        let gB = try network(.generatorB, generator: true)
+        let dA = try network(.discriminatorA, generator: false)
+        let dB = try network(.discriminatorB, generator: false)
+        self.initialised = initialised
+        let pools = SplitMix64(seed: options.seed).derived(0x9001)
+        var weights = LossWeights()
+        weights.ganMode = options.gan_mode
+        weights.lambdaA = options.lambda_A
+        weights.lambdaB = options.lambda_B
+        weights.lambdaIdentity = options.lambda_identity
+        model = CycleGANModel(
+            gA: gA, gB: gB, dA: dA, dB: dB,
+            optimizerG: AdamOptimizer(lr: options.lr, beta1: options.beta1),
+            optimizerD: AdamOptimizer(lr: options.lr, beta1: options.beta1),
+            poolA: ImagePool(size: options.pool_size, random: pools.derived(1)),
+            poolB: ImagePool(size: options.pool_size, random: pools.derived(2)), weights: weights)
+
+        func architecture(_ net: TrainableNetwork) -> (GeneratorArchitecture?, DiscriminatorArchitecture?) {
+            let shapes = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0.value.shape) })
+            return (try? GeneratorArchitecture.infer(from: shapes), try? DiscriminatorArchitecture.infer(from: shapes))
+        }
+        if let saved, let checkpoint {
+            try model.restore(checkpoint.tensors, state: saved)
+            state = saved
+            state.options = options
+            resumed = true
+        } else {
+            state = TrainingState(
+                options: options, domains: domains, generatorA: architecture(gA).0!, generatorB: architecture(gB).0!,
+                discriminatorA: architecture(dA).1!, discriminatorB: architecture(dB).1!, epoch: options.epoch_count,
+                batchesDone: 0, epochIter: 0, totalIters: 0, iterations: 0, adamStepsG: 0, adamStepsD: 0,
+                poolA: .init(size: options.pool_size, count: 0, random: model.poolA.random),
+                poolB: .init(size: options.pool_size, count: 0, random: model.poolB.random), skipped: 0)
+        }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        log = try LossLog(folder: folder)
+        // A resumed run's log reads as the uninterrupted run's: records past the checkpoint go.
+        try log.truncate(afterTotalIters: state.totalIters)
+    }
+
+    /// Images per epoch (the larger domain's count, as the reference's dataset length).
+    public var epochSize: Int { dataset.count }
+
+    /// Trains until the schedule ends, `max_iters` is reached or `shouldStop` says so (checked after every
+    /// iteration); then checkpoints and publishes the networks as the model's current version.
+    public func run(shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
+        let batches = (dataset.count + options.batch_size - 1) / options.batch_size
+        let prefetcher = Prefetcher(
+            dataset: dataset, seed: options.seed, epoch: state.epoch, index: state.batchesDone * options.batch_size,
+            warning: { [weak observer] in observer?.message($0) })
+        defer { prefetcher.stop() }
+        if resumed {
+            observer?.message(
+                "resuming \(name) at epoch \(state.epoch), image \(state.epochIter) of \(dataset.count) "
+                    + "(\(state.iterations) iterations done)")
+        } else if !initialised.isEmpty {
+            observer?.message("\(name): initialised \(initialised.joined(separator: ", ")) (\(options.init_type.rawValue), gain \(options.init_gain))")
+        }
+        var last: Losses?
+        var reason = TrainingSummary.Reason.finished
+        var rate = RateMeter()
+        training: while state.epoch <= options.lastEpoch {
+            let lr = options.learningRate(epoch: state.epoch)
+            model.optimizerG.lr = lr
+            model.optimizerD.lr = lr
+            while state.batchesDone < batches {
+                let size = min(options.batch_size, dataset.count - state.batchesDone * options.batch_size)
+                let dataStart = Date()
+                let samples = try (0..<size).map { _ in try prefetcher.next() }
+                let dataSeconds = Date().timeIntervalSince(dataStart)
+                let start = Date()
+                // The reference's train.py tests its image counter after adding the batch.
+                let display = (state.totalIters + size) % options.display_freq == 0
+                let (losses, visuals) = model.optimize(
+                    realA: samples.map(\.a), realB: samples.map(\.b), wantVisuals: display, compute: compute)
+                let seconds = Date().timeIntervalSince(start)
+                rate.add(seconds + dataSeconds)
+                last = losses
+                state.batchesDone += 1
+                state.epochIter += size
+                state.totalIters += size
+                state.iterations += 1
+                state.skipped = prefetcher.skippedCount
+
+                if state.totalIters % options.print_freq == 0 {
+                    try log.append(
+                        LossRecord(
+                            epoch: state.epoch, iters: state.epochIter, totalIters: state.totalIters, lr: Double(lr),
+                            losses: losses, secPerIter: seconds / Double(size), dataSec: dataSeconds))
+                    try LossPlot.write(
+                        try LossLog.records(in: folder), datasetSize: dataset.count, title: name,
+                        to: folder.appendingPathComponent("losses.png"))
+                }
+                if display, let visuals {
+                    try writeSamples(visuals)
+                }
+                observer?.progress(progress(losses, rate: rate, batches: batches))
+                if state.totalIters % options.save_latest_freq == 0 {
+                    try saveCheckpoint()
+                }
+                if let m = options.max_iters, state.iterations >= m {
+                    reason = .maxIters
+                    break training
+                }
+                if shouldStop() {
+                    reason = .stopped
+                    break training
+                }
+            }
+            // The epoch is over.
+            state.batchesDone = 0
+            state.epochIter = 0
+            let finished = state.epoch
+            state.epoch += 1
+            if finished % options.save_epoch_freq == 0 { try saveCheckpoint() }
+            observer?.message("end of epoch \(finished) of \(options.lastEpoch)")
+        }
+        try saveCheckpoint()
+        let version = state.iterations > 0 ? try publish() : nil
+        return TrainingSummary(
+            reason: reason, epoch: state.epoch, iterations: state.iterations, totalIters: state.totalIters,
+            losses: last, skipped: state.skipped, version: version)
+    }
+
+    private func progress(_ losses: Losses, rate: RateMeter, batches: Int) -> TrainingProgress {
+        let perSecond = rate.perSecond
+        var left = (options.lastEpoch - state.epoch) * batches + (batches - state.batchesDone)
+        if let m = options.max_iters { left = min(left, max(0, m - state.iterations)) }
+        return TrainingProgress(
+            epoch: state.epoch, lastEpoch: options.lastEpoch, epochIter: state.epochIter, epochSize: dataset.count,
+            totalIters: state.totalIters, iterations: state.iterations, maxIters: options.max_iters, losses: losses,
+            iterationsPerSecond: perSecond, secondsLeft: perSecond > 0 ? Double(left) / perSecond : nil,
+            skipped: state.skipped)
+    }
+
+    /// Everything a resumed run needs, swapped in atomically.
+    public func saveCheckpoint() throws {
+        state.adamStepsG = model.optimizerG.step
+        state.adamStepsD = model.optimizerD.step
+        state.poolA = .init(size: model.poolA.size, count: model.poolA.images.count, random: model.poolA.random)
+        state.poolB = .init(size: model.poolB.size, count: model.poolB.images.count, random: model.poolB.random)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try TrainingCheckpoint(tensors: model.checkpointTensors(), state: try encoder.encode(state)).write(in: folder)
+    }
+
+    /// Makes the four networks the model's current version (the one before stays under versions/).
+    @discardableResult
+    public func publish() throws -> Int {
+        func entry(_ net: TrainableNetwork, generator: Bool) -> (weights: [String: Tensor], architecture: NetworkArchitecture) {
+            let shapes = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0.value.shape) })
+            let arch =
+                generator
+                ? NetworkArchitecture(try! GeneratorArchitecture.infer(from: shapes), dropout: false)
+                : NetworkArchitecture(try! DiscriminatorArchitecture.infer(from: shapes))
+            return (net.weights, arch)
+        }
+        if try store.manifest(name) == nil {
+            try store.createModel(name: name, domains: ModelManifest.Domains(a: domains[0], b: domains[1]))
+        }
+        return try store.publish(
+            model: name,
+            networks: [
+                .generatorA: entry(model.gA, generator: true), .generatorB: entry(model.gB, generator: true),
+                .discriminatorA: entry(model.dA, generator: false), .discriminatorB: entry(model.dB, generator: false),
+            ],
+            provenance: nil,
+            training: ModelManifest.Training(epoch: state.epoch, iterations: state.iterations))
+    }
+
+    private func writeSamples(_ v: Visuals) throws {
+        let samples = folder.appendingPathComponent("samples")
+        try FileManager.default.createDirectory(at: samples, withIntermediateDirectories: true)
+        let file = String(format: "epoch%03d_iter%08d.png", state.epoch, state.totalIters)
+        try SampleGrid.write(
+            rows: [[v.realA, v.fakeB, v.recA, v.idtB], [v.realB, v.fakeA, v.recB, v.idtA]],
+            labels: [["real_A", "fake_B", "rec_A", "idt_B"], ["real_B", "fake_A", "rec_B", "idt_A"]],
+            to: samples.appendingPathComponent(file))
+        try TrainingPage.write(in: folder, name: name, options: options)
+    }
+}
+
+/// Iterations per second over the last few dozen iterations.
+private struct RateMeter {
+    private var recent: [Double] = []
+
+    mutating func add(_ seconds: Double) {
+        recent.append(seconds)
+        if recent.count > 50 { recent.removeFirst() }
+    }
+
+    var perSecond: Double {
+        let total = recent.reduce(0, +)
+        return total > 0 ? Double(recent.count) / total : 0
+    }
+}
+
+extension TrainingOptions {
+    /// Copies one option, by its reference name, from `other`.
+    mutating func take(_ key: String, from other: TrainingOptions) {
+        switch key {
+        case "n_epochs": n_epochs = other.n_epochs
+        case "n_epochs_decay": n_epochs_decay = other.n_epochs_decay
+        case "max_iters": max_iters = other.max_iters
+        case "print_freq": print_freq = other.print_freq
+        case "display_freq": display_freq = other.display_freq
+        case "save_latest_freq": save_latest_freq = other.save_latest_freq
+        case "save_epoch_freq": save_epoch_freq = other.save_epoch_freq
+        case "threads": threads = other.threads
+        default: break
+        }
+    }
+}

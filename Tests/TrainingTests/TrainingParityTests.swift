@@ -1,0 +1,122 @@
+import CycleGAN
+import Foundation
+import Models
+import Tensor
+import Testing
+
+@testable import Training
+
+/// Iterations of the trainer against PyTorch running the reference's
+/// `optimize_parameters` from the same weights on the same images
+/// (tools/make_training_fixtures.py): pools off, serial pairs, no flip, no resize.
+@Suite struct TrainingParityTests {
+    /// The reference checkpoint set imported as a model, and the CycleGAN built from it.
+    func model(set: String, gan: GANMode) throws -> (CycleGANModel, Scratch) {
+        let scratch = try Scratch()
+        let store = ModelStore(root: scratch.url)
+        _ = try ModelImporter(store: store).run(
+            ImportRequest(
+                paths: [fixture("training/\(set)")], name: "parity", domains: .init(a: "A", b: "B"), role: nil,
+                epoch: nil, note: nil, force: false))
+        func net(_ role: NetworkRole) throws -> TrainableNetwork {
+            let manifest = try #require(try store.manifest("parity"))
+            let arch = try #require(manifest[role]?.architecture)
+            let layers = try arch.generator?.sequential ?? #require(arch.discriminator).sequential
+            return TrainableNetwork(layers: layers, weights: try store.weights(model: "parity", role: role))
+        }
+        var weights = LossWeights()
+        weights.ganMode = gan
+        let model = CycleGANModel(
+            gA: try net(.generatorA), gB: try net(.generatorB), dA: try net(.discriminatorA),
+            dB: try net(.discriminatorB), optimizerG: AdamOptimizer(lr: 0.0002, beta1: 0.5),
+            optimizerD: AdamOptimizer(lr: 0.0002, beta1: 0.5), poolA: ImagePool(size: 0, random: .init(seed: 1)),
+            poolB: ImagePool(size: 0, random: .init(seed: 2)), weights: weights)
+        return (model, scratch)
+    }
+
+    /// Biases directly before a non-affine instance norm: their gradient is zero in exact arithmetic,
+    /// so what Adam does with them is rounding noise, in PyTorch as here.
+    func beforePlainNorm(_ layers: [Layer]) -> Set<String> {
+        var out: Set<String> = []
+        func walk(_ layers: [Layer]) {
+            for (i, layer) in layers.enumerated() {
+                if case .residual(let inner) = layer { walk(inner) }
+                guard i + 1 < layers.count, case .norm(let n) = layers[i + 1], !n.affine else { continue }
+                switch layer {
+                case .conv(let c): out.insert("\(c.name).bias")
+                case .convTranspose(let c): out.insert("\(c.name).bias")
+                default: break
+                }
+            }
+        }
+        walk(layers)
+        return out
+    }
+
+    func check(set: String, expected: String, gan: GANMode, iterations: Int, threads: Int) throws {
+        let (model, _scratch) = try model(set: set, gan: gan)
+        _ = _scratch
+        let inputs = try tensors(fixture("training/parity_inputs.safetensors"))
+        let want = try tensors(fixture("training/\(expected)"))
+        let lossTable = try #require(want["losses"])
+        #expect(lossTable.shape == [iterations, 8])
+        let compute = Compute(threads: threads)
+        for it in 0..<iterations {
+            let a = try #require(inputs["real_A.\(it)"])
+            let b = try #require(inputs["real_B.\(it)"])
+            let (losses, _) = model.optimize(realA: [a], realB: [b], compute: compute)
+            for (k, name) in Losses.names.enumerated() {
+                let ours = losses.values[k]
+                let theirs = Double(lossTable.data[it * 8 + k])
+                #expect(
+                    abs(ours - theirs) <= 1e-4 * max(abs(theirs), 1e-3),
+                    "iteration \(it + 1) \(name): \(ours) vs PyTorch \(theirs)")
+            }
+        }
+        var compared = 0
+        var worst = (name: "", diff: Float(0))
+        for (role, net) in model.networks {
+            let skip = beforePlainNorm(net.layers)
+            for p in net.parameters where !skip.contains(p.name) {
+                let ref = try #require(want["\(role).\(p.name)"], "PyTorch fixture lacks \(role).\(p.name)")
+                let d = p.value.maxAbsDifference(ref)
+                if d > worst.diff { worst = ("\(role).\(p.name)", d) }
+                compared += 1
+            }
+        }
+        #expect(compared > 20)
+        #expect(worst.diff <= 1e-5, "largest parameter difference after \(iterations) iterations: \(worst)")
+    }
+
+    @Test(arguments: [1, 2])
+    func threeLSGANIterationsMatchPyTorch(threads: Int) throws {
+        try check(set: "parity_set", expected: "parity_expected.safetensors", gan: .lsgan, iterations: 3, threads: threads)
+    }
+
+    @Test func vanillaGANMatchesPyTorch() throws {
+        try check(
+            set: "parity_set", expected: "parity_vanilla_expected.safetensors", gan: .vanilla, iterations: 2, threads: 2)
+    }
+
+    @Test func affineGeneratorNormsMatchPyTorch() throws {
+        try check(
+            set: "parity_affine_set", expected: "parity_affine_expected.safetensors", gan: .lsgan, iterations: 2,
+            threads: 2)
+    }
+
+    /// The same thread count gives the same bits: what exact resume rests on.
+    @Test func sameThreadsSameBits() throws {
+        let (m1, s1) = try model(set: "parity_set", gan: .lsgan)
+        let (m2, s2) = try model(set: "parity_set", gan: .lsgan)
+        _ = (s1, s2)
+        let inputs = try tensors(fixture("training/parity_inputs.safetensors"))
+        let a = try #require(inputs["real_A.0"])
+        let b = try #require(inputs["real_B.0"])
+        let l1 = m1.optimize(realA: [a], realB: [b], compute: Compute(threads: 2)).losses
+        let l2 = m2.optimize(realA: [a], realB: [b], compute: Compute(threads: 2)).losses
+        #expect(l1 == l2)
+        for ((_, n1), (_, n2)) in zip(m1.networks, m2.networks) {
+            for (p, q) in zip(n1.parameters, n2.parameters) { #expect(p.value.maxAbsDifference(q.value) == 0) }
+        }
+    }
+}
