@@ -226,8 +226,16 @@ extension Conv2D {
         /// Stride s: the transposed convolution over the same weight (Conv2d's [Cout, Cin, k, k] is
         /// ConvTranspose2d's [in, out, k, k]) without padding, which yields the padded input's gradient.
         case transposed(ConvTranspose2D)
+        /// Few input channels (the images entering the networks): one GEMM Wᵀ·dY per chunk of output pixels,
+        /// [Cin·k², Cout]·[Cout, n], then its columns added where the forward's gather map read them (col2im).
+        /// The derived forms would have ≤ 8 output channels, GEMMs that thin.
+        case scattered
 
         init(weight: Tensor, stride: Int) {
+            if weight.shape[1] <= 8 {
+                self = .scattered
+                return
+            }
             if stride > 1 {
                 self = .transposed(
                     ConvTranspose2D(weight: weight, bias: nil, stride: stride, padding: 0, outputPadding: 0))
@@ -258,6 +266,14 @@ extension Conv2D {
         let p = padding.amount
         let (hp, wp) = (inputHeight + 2 * p, inputWidth + 2 * p)
         let gradient = Planes(source: dY, channels: outChannels, channelStride: oh * ow, rowStride: ow)
+        if case .scattered = inputGradientForm {
+            GatherGEMM.scatterTransposed(
+                dY, rows: outChannels, weight: weight.data,
+                map: GatherMap(
+                    height: inputHeight, width: inputWidth, kernel: kernel, stride: stride, padding: padding),
+                channels: inChannels, into: dX, height: inputHeight, width: inputWidth, compute: compute)
+            return
+        }
         if case .flipped(let conv) = inputGradientForm, case .zero = padding, p <= kernel - 1 {
             // Straight into dX: the unpadded part of the full correlation.
             let shift = kernel - 1 - p
@@ -279,6 +295,7 @@ extension Conv2D {
             conv.forward(
                 gradient, inputHeight: oh, inputWidth: ow, inputRowBase: 0, outRows: 0..<hp, outputWidth: wp,
                 into: padded, compute: compute)
+        case .scattered: preconditionFailure("handled above")
         }
         Self.foldPadding(
             padded, channels: inChannels, rowMap: paddedIndexMap(length: inputHeight, padding: padding),
@@ -324,7 +341,11 @@ extension Conv2D {
         let rowMap = paddedIndexMap(length: inputHeight, padding: padding)
         let colMap = paddedIndexMap(length: inputWidth, padding: padding)
         let (oh, ow) = outputSize(height: inputHeight, width: inputWidth, padding: padding)
-        if stride == 1 && kernel > 1 && outChannels <= 8 {
+        if winograd != nil {
+            Winograd3x3.accumulateWeightGradient(
+                input, rowMap: rowMap, colMap: colMap, outputGradient: dY, outChannels: outChannels, into: dW,
+                compute: compute)
+        } else if stride == 1 && kernel > 1 && outChannels <= 8 {
             thinWeightGradient(input, rowMap: rowMap, colMap: colMap, outputGradient: dY, into: dW, compute: compute)
         } else {
             GatherGEMM.accumulateProducts(
@@ -456,11 +477,16 @@ enum GatherGEMM {
                     for co in 0..<outChannels {
                         let src = staging + co * n
                         let plane = output + co * outStride
-                        for j in 0..<n {
+                        // One run of the chunk's pixels per output row of the phase.
+                        var j = 0
+                        while j < n {
                             let p = p0 + j
                             let i = p / map.outWidth
-                            let x = p - i * map.outWidth
-                            plane[(firstRow + i * rowStep) * width + firstCol + x * colStep] = src[j]
+                            let x0 = p - i * map.outWidth
+                            let run = min(map.outWidth - x0, n - j)
+                            let dst = plane + (firstRow + i * rowStep) * width + firstCol + x0 * colStep
+                            for x in 0..<run { dst[x * colStep] = src[j + x] }
+                            j += run
                         }
                     }
                 }
@@ -502,6 +528,73 @@ enum GatherGEMM {
                 var s = dW[i]
                 for w in 0..<workers { s += partials[w * size + i] }
                 dW[i] = s
+            }
+        }
+    }
+
+    /// The adjoint of `run` without bias: out[c, rows[ky][oy], cols[kx][ox]] += col[(c·kh + ky)·kw + kx, p]
+    /// with col = weightᵀ·dY ([K, Cout]·[Cout, P], `weight` [Cout, K]), i.e. the gradient of a convolution's
+    /// input [C, height, width] (overwritten), padding and stride resolved by the map. Worker 0 adds its chunks
+    /// into `out`, the others into copies of their own, added to it in worker order.
+    static func scatterTransposed(
+        _ dY: UnsafePointer<Float>, rows m: Int, weight: UnsafePointer<Float>, map: GatherMap, channels: Int,
+        into out: UnsafeMutablePointer<Float>, height: Int, width: Int, compute: Compute
+    ) {
+        let (kh, kw, oh, ow) = (map.kernelHeight, map.kernelWidth, map.outHeight, map.outWidth)
+        let kdim = channels * kh * kw
+        let pixels = oh * ow
+        let size = channels * height * width
+        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunks = (pixels + chunk - 1) / chunk
+        let workers = min(compute.threads, chunks)
+        let copies = UnsafeMutablePointer<Float>.allocate(capacity: max(workers - 1, 0) * size)
+        defer { copies.deallocate() }
+        compute.forSlices(chunks) { worker, range in
+            let acc = worker == 0 ? out : copies + (worker - 1) * size
+            acc.update(repeating: 0, count: size)
+            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk)
+            defer { col.deallocate() }
+            map.rows.withUnsafeBufferPointer { rows in
+                map.cols.withUnsafeBufferPointer { cols in
+                    for ci in range {
+                        let p0 = ci * chunk
+                        let n = min(chunk, pixels - p0)
+                        BLAS.sgemm(
+                            m: kdim, n: n, k: m, a: weight, lda: kdim, transposeA: true, b: dY + p0, ldb: pixels,
+                            c: col, ldc: n)
+                        for r in 0..<kdim {
+                            let (c, tap) = r.quotientAndRemainder(dividingBy: kh * kw)
+                            let (ky, kx) = tap.quotientAndRemainder(dividingBy: kw)
+                            let plane = acc + c * height * width
+                            let cmap = cols.baseAddress! + kx * ow
+                            var p = p0
+                            while p < p0 + n {
+                                let oy = p / ow
+                                let ox0 = p - oy * ow
+                                let ox1 = min(ow, ox0 + (p0 + n - p))
+                                let sy = Int(rows[ky * oh + oy])
+                                if sy >= 0 {
+                                    let row = plane + sy * width
+                                    let src = col + r * n + (p - p0) - ox0
+                                    for ox in ox0..<ox1 {
+                                        let sx = Int(cmap[ox])
+                                        if sx >= 0 { row[sx] += src[ox] }
+                                    }
+                                }
+                                p += ox1 - ox0
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if workers > 1 {
+            compute.forSlices(size) { _, slice in
+                for i in slice {
+                    var s = out[i]
+                    for w in 1..<workers { s += copies[(w - 1) * size + i] }
+                    out[i] = s
+                }
             }
         }
     }

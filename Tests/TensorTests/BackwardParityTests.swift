@@ -55,6 +55,24 @@ import Testing
         }
     }
 
+    /// Winograd's weight gradient on the residual blocks' shape (256 channels at 64², the sum over 256 tiles)
+    /// and odd sizes, against im2col's, which the fixtures pin to PyTorch.
+    @Test(arguments: [(256, 64, 64), (64, 37, 29), (32, 5, 3), (48, 2, 9)])
+    func winogradWeightGradientMatchesIm2col(_ shape: (Int, Int, Int)) {
+        let (c, h, w) = shape
+        let x = Tensor.random([1, c, h, w], seed: 1)
+        let weight = Tensor.random([c, c, 3, 3], seed: 2, scale: 0.1)
+        let dY = Tensor.random([c, h, w], seed: 3)
+        func gradient(_ algorithm: Conv2D.Algorithm) -> Tensor {
+            let dW = Tensor(shape: weight.shape)
+            Conv2D(weight: weight, bias: nil, stride: 1, algorithm: algorithm).accumulateWeightGradient(
+                input: Planes(x), inputHeight: h, inputWidth: w, padding: .reflect(1), outputGradient: dY.data,
+                weightGradient: dW.data, biasGradient: nil, compute: compute)
+            return dW
+        }
+        expectClose(gradient(.winograd), gradient(.im2col), "dW")
+    }
+
     @Test(arguments: fixtures("kernels", op: "conv_transpose2d"))
     func transposedConvGradientsMatchPyTorch(_ url: URL) throws {
         let f = try Fixtures.open(url)
