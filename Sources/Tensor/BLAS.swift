@@ -67,12 +67,13 @@ enum BLAS {
         return nil
     }
 
-    /// Row-major C = A·B (+ C when `accumulate`): A is M×K (K×M with `transposeA`), B is K×N, C is M×N.
+    /// Row-major C = A·B (+ C when `accumulate`): A is M×K (K×M with `transposeA`), B is K×N (N×K with
+    /// `transposeB`), C is M×N.
     @inline(__always)
     static func sgemm(
         m: Int, n: Int, k: Int,
         a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
-        b: UnsafePointer<Float>, ldb: Int,
+        b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
         c: UnsafeMutablePointer<Float>, ldc: Int,
         accumulate: Bool = false
     ) {
@@ -80,7 +81,8 @@ enum BLAS {
         let noTrans: Int32 = 111
         let trans: Int32 = 112
         library.sgemm(
-            rowMajor, transposeA ? trans : noTrans, noTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b,
+            rowMajor, transposeA ? trans : noTrans, transposeB ? trans : noTrans, Int32(m), Int32(n), Int32(k), 1, a,
+            Int32(lda), b,
             Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
     }
 }

@@ -41,6 +41,7 @@ public struct Conv2D: @unchecked Sendable {
     let bias: Tensor?
     let winograd: Winograd3x3?
     let tapMajor: Tensor?
+    let inputGradientForm: InputGradientForm?
 
     /// How to run a convolution; `.automatic` picks by shape (tests force the others).
     public enum Algorithm: Sendable {
@@ -50,7 +51,10 @@ public struct Conv2D: @unchecked Sendable {
         case kn2row
     }
 
-    public init(weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic) {
+    /// With `trainable`, also builds the form of the weight that `inputGradient` runs. The forms are
+    /// derived from the weight once, here: after an optimizer step, build the layer again.
+    public init(weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic, trainable: Bool = false)
+    {
         precondition(
             weight.rank == 4 && weight.shape[2] == weight.shape[3],
             "conv weight must be [Cout,Cin,k,k]: \(weight.shape)")
@@ -96,6 +100,7 @@ public struct Conv2D: @unchecked Sendable {
         } else {
             tapMajor = nil
         }
+        inputGradientForm = trainable ? InputGradientForm(weight: weight, stride: stride) : nil
     }
 
     /// Output size for an input of `height`×`width` with `padding`.
@@ -165,23 +170,7 @@ public struct Conv2D: @unchecked Sendable {
                 let oy0 = band * bandRows
                 let rowsOut = min(bandRows, oh - oy0)
                 let rowsIn = rowsOut + k - 1
-                // X̃: [Cin, rowsIn, Wp], padded rows oy0 ..< oy0 + rowsIn.
-                for c in 0..<cin {
-                    let plane = input.source + c * input.channelStride
-                    for r in 0..<rowsIn {
-                        let dst = xs + (c * rowsIn + r) * wp
-                        let sy = Int(rowMap[oy0 + r])
-                        if sy < 0 {
-                            dst.update(repeating: 0, count: wp)
-                            continue
-                        }
-                        let row = plane + sy * input.rowStride
-                        for q in 0..<wp {
-                            let sx = Int(colMap[q])
-                            dst[q] = sx < 0 ? 0 : row[sx]
-                        }
-                    }
-                }
+                Self.gatherPaddedRows(input, rowMap: rowMap, colMap: colMap, rows: oy0..<(oy0 + rowsIn), into: xs)
                 let n = rowsIn * wp
                 BLAS.sgemm(m: taps, n: n, k: cin, a: tapMajor.data, lda: cin, b: xs, ldb: n, c: ps, ldc: n)
                 for co in 0..<cout {
@@ -196,6 +185,238 @@ public struct Conv2D: @unchecked Sendable {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// X̃ [Cin, rows.count, Wp]: the padded input's rows `rows`, read through the maps.
+    private static func gatherPaddedRows(
+        _ input: Planes, rowMap: [Int32], colMap: [Int32], rows: Range<Int>, into xs: UnsafeMutablePointer<Float>
+    ) {
+        let wp = colMap.count
+        for c in 0..<input.channels {
+            let plane = input.source + c * input.channelStride
+            for r in 0..<rows.count {
+                let dst = xs + (c * rows.count + r) * wp
+                let sy = Int(rowMap[rows.lowerBound + r])
+                if sy < 0 {
+                    dst.update(repeating: 0, count: wp)
+                    continue
+                }
+                let row = plane + sy * input.rowStride
+                for q in 0..<wp {
+                    let sx = Int(colMap[q])
+                    dst[q] = sx < 0 ? 0 : row[sx]
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Backward
+
+extension Conv2D {
+    /// What carries dY back to the gradient of the padded input.
+    indirect enum InputGradientForm {
+        /// Stride 1: the full correlation of dY (zero-padded by k − 1) with the flipped, channel-transposed
+        /// weight W'[ci, co, ky, kx] = W[co, ci, k−1−ky, k−1−kx], a stride-1 Conv2D that picks its own
+        /// algorithm (Winograd for the residual blocks, kn2row for the 3-channel first layer).
+        case flipped(Conv2D)
+        /// Stride s: the transposed convolution over the same weight (Conv2d's [Cout, Cin, k, k] is
+        /// ConvTranspose2d's [in, out, k, k]) without padding, which yields the padded input's gradient.
+        case transposed(ConvTranspose2D)
+        /// Few input channels (the images entering the networks): one GEMM Wᵀ·dY per chunk of output pixels,
+        /// [Cin·k², Cout]·[Cout, n], then its columns added where the forward's gather map read them (col2im).
+        /// The derived forms would have ≤ 8 output channels, GEMMs that thin.
+        case scattered
+
+        init(weight: Tensor, stride: Int) {
+            if weight.shape[1] <= 8 {
+                self = .scattered
+                return
+            }
+            if stride > 1 {
+                self = .transposed(
+                    ConvTranspose2D(weight: weight, bias: nil, stride: stride, padding: 0, outputPadding: 0))
+                return
+            }
+            let (cout, cin, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
+            let flipped = Tensor(shape: [cin, cout, k, k])
+            for co in 0..<cout {
+                for ci in 0..<cin {
+                    let src = weight.data + (co * cin + ci) * k * k
+                    let dst = flipped.data + (ci * cout + co) * k * k
+                    for t in 0..<(k * k) { dst[k * k - 1 - t] = src[t] }
+                }
+            }
+            self = .flipped(Conv2D(weight: flipped, bias: nil, stride: 1))
+        }
+    }
+
+    /// ∂L/∂x of `forward` over an unpadded `inputHeight`×`inputWidth` input padded with `padding`:
+    /// dY [Cout, Ho, Wo] → dX [Cin, H, W] (overwritten). Reflection padding folds the gradient of each
+    /// padded border pixel back onto the pixel it reflected (repeatedly, as `reflectIndex`).
+    public func inputGradient(
+        _ dY: UnsafePointer<Float>, inputHeight: Int, inputWidth: Int, padding: Padding,
+        into dX: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
+        guard let inputGradientForm else { preconditionFailure("Conv2D.inputGradient needs init(trainable: true)") }
+        let (oh, ow) = outputSize(height: inputHeight, width: inputWidth, padding: padding)
+        let p = padding.amount
+        let (hp, wp) = (inputHeight + 2 * p, inputWidth + 2 * p)
+        let gradient = Planes(source: dY, channels: outChannels, channelStride: oh * ow, rowStride: ow)
+        if case .scattered = inputGradientForm {
+            GatherGEMM.scatterTransposed(
+                dY, rows: outChannels, weight: weight.data,
+                map: GatherMap(
+                    height: inputHeight, width: inputWidth, kernel: kernel, stride: stride, padding: padding),
+                channels: inChannels, into: dX, height: inputHeight, width: inputWidth, compute: compute)
+            return
+        }
+        if case .flipped(let conv) = inputGradientForm, case .zero = padding, p <= kernel - 1 {
+            // Straight into dX: the unpadded part of the full correlation.
+            let shift = kernel - 1 - p
+            conv.forward(
+                gradient, rowMap: Self.shiftedMap(length: inputHeight + kernel - 1, source: oh, shift: shift),
+                colMap: Self.shiftedMap(length: inputWidth + kernel - 1, source: ow, shift: shift), into: dX,
+                compute: compute)
+            return
+        }
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: inChannels * hp * wp)
+        defer { padded.deallocate() }
+        switch inputGradientForm {
+        case .flipped(let conv):
+            conv.forward(
+                gradient, rowMap: Self.shiftedMap(length: hp + kernel - 1, source: oh, shift: kernel - 1),
+                colMap: Self.shiftedMap(length: wp + kernel - 1, source: ow, shift: kernel - 1), into: padded,
+                compute: compute)
+        case .transposed(let conv):
+            conv.forward(
+                gradient, inputHeight: oh, inputWidth: ow, inputRowBase: 0, outRows: 0..<hp, outputWidth: wp,
+                into: padded, compute: compute)
+        case .scattered: preconditionFailure("handled above")
+        }
+        Self.foldPadding(
+            padded, channels: inChannels, rowMap: paddedIndexMap(length: inputHeight, padding: padding),
+            colMap: paddedIndexMap(length: inputWidth, padding: padding), into: dX,
+            pixels: inputHeight * inputWidth, width: inputWidth, compute: compute)
+    }
+
+    /// A padded-coordinate map of `length` that reads source row q − shift (zero outside 0..<source).
+    private static func shiftedMap(length: Int, source: Int, shift: Int) -> [Int32] {
+        (0..<length).map { q in q - shift >= 0 && q - shift < source ? Int32(q - shift) : -1 }
+    }
+
+    /// dX[c, rowMap[qy], colMap[qx]] = Σ dXpad[c, qy, qx] over the padded positions that read an input
+    /// pixel (zero padding reads none, reflection reads border pixels more than once).
+    private static func foldPadding(
+        _ padded: UnsafePointer<Float>, channels: Int, rowMap: [Int32], colMap: [Int32],
+        into dX: UnsafeMutablePointer<Float>, pixels: Int, width: Int, compute: Compute
+    ) {
+        let (hp, wp) = (rowMap.count, colMap.count)
+        compute.forEach(channels) { c in
+            let dst = dX + c * pixels
+            dst.update(repeating: 0, count: pixels)
+            for qy in 0..<hp {
+                let y = Int(rowMap[qy])
+                if y < 0 { continue }
+                let src = padded + (c * hp + qy) * wp
+                let row = dst + y * width
+                for qx in 0..<wp {
+                    let x = Int(colMap[qx])
+                    if x >= 0 { row[x] += src[qx] }
+                }
+            }
+        }
+    }
+
+    /// dW [Cout, Cin, k, k] += Σ_p dY[co, p]·Xpad[ci, p + tap] and dB [Cout] += Σ_p dY[co, p] (dB may be nil).
+    /// `input` is the forward's unpadded `inputHeight`×`inputWidth` input.
+    public func accumulateWeightGradient(
+        input: Planes, inputHeight: Int, inputWidth: Int, padding: Padding, outputGradient dY: UnsafePointer<Float>,
+        weightGradient dW: UnsafeMutablePointer<Float>, biasGradient dB: UnsafeMutablePointer<Float>?, compute: Compute
+    ) {
+        precondition(input.channels == inChannels, "conv expects \(inChannels) channels, got \(input.channels)")
+        let rowMap = paddedIndexMap(length: inputHeight, padding: padding)
+        let colMap = paddedIndexMap(length: inputWidth, padding: padding)
+        let (oh, ow) = outputSize(height: inputHeight, width: inputWidth, padding: padding)
+        if winograd != nil {
+            Winograd3x3.accumulateWeightGradient(
+                input, rowMap: rowMap, colMap: colMap, outputGradient: dY, outChannels: outChannels, into: dW,
+                compute: compute)
+        } else if stride == 1 && kernel > 1 && outChannels <= 8 {
+            thinWeightGradient(input, rowMap: rowMap, colMap: colMap, outputGradient: dY, into: dW, compute: compute)
+        } else {
+            GatherGEMM.accumulateProducts(
+                dY, rows: outChannels, leadingDimension: oh * ow, gathered: input,
+                map: GatherMap(kernel: kernel, stride: stride, rowMap: rowMap, colMap: colMap), into: dW,
+                compute: compute)
+        }
+        if let dB {
+            Elementwise.accumulateChannelSums(dY, channels: outChannels, pixels: oh * ow, into: dB, compute: compute)
+        }
+    }
+
+    /// The weight gradient for few output channels, where im2col's GEMM would be Cout rows tall: per band of
+    /// output rows, dY is laid out once per tap in the padded band's coordinates,
+    /// D[tap·Cout + co, (r+ky)·Wp + ox+kx] = dY[co, oy0+r, ox], so that one GEMM over the band,
+    /// C [Cin, k²·Cout] += X̃ [Cin, N] · Dᵀ, gives every tap (X̃ as in kn2row, N = its rows·Wp).
+    private func thinWeightGradient(
+        _ input: Planes, rowMap: [Int32], colMap: [Int32], outputGradient dY: UnsafePointer<Float>,
+        into dW: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
+        let k = kernel
+        let cin = inChannels
+        let cout = outChannels
+        let wp = colMap.count
+        let oh = rowMap.count - k + 1
+        let ow = wp - k + 1
+        let bandRows = max(1, min(oh, 16_384 / max(wp, 1)))
+        let bands = (oh + bandRows - 1) / bandRows
+        let taps = k * k * cout
+        let cap = (bandRows + k - 1) * wp
+        let workers = min(compute.threads, bands)
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * cin * taps)
+        partials.initialize(repeating: 0, count: workers * cin * taps)
+        defer { partials.deallocate() }
+        compute.forSlices(bands) { worker, range in
+            let xs = UnsafeMutablePointer<Float>.allocate(capacity: cin * cap)
+            let ds = UnsafeMutablePointer<Float>.allocate(capacity: taps * cap)
+            defer {
+                xs.deallocate()
+                ds.deallocate()
+            }
+            for band in range {
+                let oy0 = band * bandRows
+                let rowsOut = min(bandRows, oh - oy0)
+                let rowsIn = rowsOut + k - 1
+                let n = rowsIn * wp
+                Self.gatherPaddedRows(input, rowMap: rowMap, colMap: colMap, rows: oy0..<(oy0 + rowsIn), into: xs)
+                ds.update(repeating: 0, count: taps * n)
+                for ky in 0..<k {
+                    for kx in 0..<k {
+                        for co in 0..<cout {
+                            let d = ds + ((ky * k + kx) * cout + co) * n + ky * wp + kx
+                            for r in 0..<rowsOut {
+                                (d + r * wp).update(from: dY + (co * oh + oy0 + r) * ow, count: ow)
+                            }
+                        }
+                    }
+                }
+                BLAS.sgemm(
+                    m: cin, n: taps, k: n, a: xs, lda: n, b: ds, ldb: n, transposeB: true,
+                    c: partials + worker * cin * taps, ldc: taps, accumulate: true)
+            }
+        }
+        // dW[co, ci, tap] += Σ_worker C[ci, tap·Cout + co], in worker order.
+        compute.forEach(cout) { co in
+            for ci in 0..<cin {
+                let dst = dW + (co * cin + ci) * k * k
+                for t in 0..<(k * k) {
+                    var s = dst[t]
+                    for w in 0..<workers { s += partials[(w * cin + ci) * taps + t * cout + co] }
+                    dst[t] = s
                 }
             }
         }
@@ -256,13 +477,123 @@ enum GatherGEMM {
                     for co in 0..<outChannels {
                         let src = staging + co * n
                         let plane = output + co * outStride
-                        for j in 0..<n {
+                        // One run of the chunk's pixels per output row of the phase.
+                        var j = 0
+                        while j < n {
                             let p = p0 + j
                             let i = p / map.outWidth
-                            let x = p - i * map.outWidth
-                            plane[(firstRow + i * rowStep) * width + firstCol + x * colStep] = src[j]
+                            let x0 = p - i * map.outWidth
+                            let run = min(map.outWidth - x0, n - j)
+                            let dst = plane + (firstRow + i * rowStep) * width + firstCol + x0 * colStep
+                            for x in 0..<run { dst[x * colStep] = src[j + x] }
+                            j += run
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// dW [M, K] += left [M, P] · colᵀ, where col [K, P] = im2col(gathered, map), K = C·kh·kw and P the map's
+    /// pixels (row m of `left` at m·leadingDimension): a convolution's weight gradient. Each worker sums its
+    /// chunks of pixels into its own [M, K]; these are added to dW in worker order, so the result depends
+    /// only on the thread count.
+    static func accumulateProducts(
+        _ left: UnsafePointer<Float>, rows m: Int, leadingDimension lda: Int, gathered: Planes, map: GatherMap,
+        into dW: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
+        let kdim = gathered.channels * map.kernelHeight * map.kernelWidth
+        let pixels = map.outHeight * map.outWidth
+        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunks = (pixels + chunk - 1) / chunk
+        let workers = min(compute.threads, chunks)
+        let size = m * kdim
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * size)
+        partials.initialize(repeating: 0, count: workers * size)
+        defer { partials.deallocate() }
+        compute.forSlices(chunks) { worker, range in
+            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk)
+            defer { col.deallocate() }
+            for ci in range {
+                let p0 = ci * chunk
+                let n = min(chunk, pixels - p0)
+                im2col(gathered, map: map, p0: p0, n: n, into: col)
+                BLAS.sgemm(
+                    m: m, n: kdim, k: n, a: left + p0, lda: lda, b: col, ldb: n, transposeB: true,
+                    c: partials + worker * size, ldc: kdim, accumulate: true)
+            }
+        }
+        compute.forSlices(size) { _, slice in
+            for i in slice {
+                var s = dW[i]
+                for w in 0..<workers { s += partials[w * size + i] }
+                dW[i] = s
+            }
+        }
+    }
+
+    /// The adjoint of `run` without bias: out[c, rows[ky][oy], cols[kx][ox]] += col[(c·kh + ky)·kw + kx, p]
+    /// with col = weightᵀ·dY ([K, Cout]·[Cout, P], `weight` [Cout, K]), i.e. the gradient of a convolution's
+    /// input [C, height, width] (overwritten), padding and stride resolved by the map. Worker 0 adds its chunks
+    /// into `out`, the others into copies of their own, added to it in worker order.
+    static func scatterTransposed(
+        _ dY: UnsafePointer<Float>, rows m: Int, weight: UnsafePointer<Float>, map: GatherMap, channels: Int,
+        into out: UnsafeMutablePointer<Float>, height: Int, width: Int, compute: Compute
+    ) {
+        let (kh, kw, oh, ow) = (map.kernelHeight, map.kernelWidth, map.outHeight, map.outWidth)
+        let kdim = channels * kh * kw
+        let pixels = oh * ow
+        let size = channels * height * width
+        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunks = (pixels + chunk - 1) / chunk
+        let workers = min(compute.threads, chunks)
+        let copies = UnsafeMutablePointer<Float>.allocate(capacity: max(workers - 1, 0) * size)
+        defer { copies.deallocate() }
+        compute.forSlices(chunks) { worker, range in
+            let acc = worker == 0 ? out : copies + (worker - 1) * size
+            acc.update(repeating: 0, count: size)
+            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk)
+            defer { col.deallocate() }
+            map.rows.withUnsafeBufferPointer { rows in
+                map.cols.withUnsafeBufferPointer { cols in
+                    for ci in range {
+                        let p0 = ci * chunk
+                        let n = min(chunk, pixels - p0)
+                        BLAS.sgemm(
+                            m: kdim, n: n, k: m, a: weight, lda: kdim, transposeA: true, b: dY + p0, ldb: pixels,
+                            c: col, ldc: n)
+                        for r in 0..<kdim {
+                            let (c, tap) = r.quotientAndRemainder(dividingBy: kh * kw)
+                            let (ky, kx) = tap.quotientAndRemainder(dividingBy: kw)
+                            let plane = acc + c * height * width
+                            let cmap = cols.baseAddress! + kx * ow
+                            var p = p0
+                            while p < p0 + n {
+                                let oy = p / ow
+                                let ox0 = p - oy * ow
+                                let ox1 = min(ow, ox0 + (p0 + n - p))
+                                let sy = Int(rows[ky * oh + oy])
+                                if sy >= 0 {
+                                    let row = plane + sy * width
+                                    let src = col + r * n + (p - p0) - ox0
+                                    for ox in ox0..<ox1 {
+                                        let sx = Int(cmap[ox])
+                                        if sx >= 0 { row[sx] += src[ox] }
+                                    }
+                                }
+                                p += ox1 - ox0
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if workers > 1 {
+            compute.forSlices(size) { _, slice in
+                for i in slice {
+                    var s = out[i]
+                    for w in 1..<workers { s += copies[(w - 1) * size + i] }
+                    out[i] = s
                 }
             }
         }

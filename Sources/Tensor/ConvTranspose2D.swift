@@ -13,6 +13,8 @@ public struct ConvTranspose2D: @unchecked Sendable {
     public let outputPadding: Int
     let bias: Tensor?
     let phases: [Phase]
+    /// For `inputGradient` (trainable only): the strided convolution of dY with the same weight.
+    let inputGradientConv: Conv2D?
 
     /// One (a, b) phase: its taps and their weights as a [Cout, Cin·ty·tx] matrix.
     struct Phase {
@@ -23,8 +25,11 @@ public struct ConvTranspose2D: @unchecked Sendable {
         var weight: Tensor
     }
 
-    /// `weight` is PyTorch's [Cin, Cout, k, k].
-    public init(weight: Tensor, bias: Tensor?, stride: Int, padding: Int, outputPadding: Int) {
+    /// `weight` is PyTorch's [Cin, Cout, k, k]. With `trainable`, also builds what `inputGradient` runs
+    /// (once, here: after an optimizer step, build the layer again).
+    public init(
+        weight: Tensor, bias: Tensor?, stride: Int, padding: Int, outputPadding: Int, trainable: Bool = false
+    ) {
         precondition(
             weight.rank == 4 && weight.shape[2] == weight.shape[3], "weight must be [Cin,Cout,k,k]: \(weight.shape)")
         inChannels = weight.shape[0]
@@ -59,6 +64,9 @@ public struct ConvTranspose2D: @unchecked Sendable {
             }
         }
         self.phases = phases
+        // dX[ci, iy, ix] = Σ W[ci, co, ky, kx]·dY[co, iy·s − p + ky, ix·s − p + kx]: a Conv2D whose
+        // [Cout', Cin', k, k] weight is this one read as is.
+        inputGradientConv = trainable ? Conv2D(weight: weight, bias: nil, stride: stride) : nil
     }
 
     public func outputSize(height: Int, width: Int) -> (Int, Int) {
@@ -86,9 +94,19 @@ public struct ConvTranspose2D: @unchecked Sendable {
         _ input: Planes, inputHeight: Int, inputWidth: Int, inputRowBase: Int, outRows: Range<Int>,
         into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let (_, ow) = outputSize(height: inputHeight, width: inputWidth)
+        forward(
+            input, inputHeight: inputHeight, inputWidth: inputWidth, inputRowBase: inputRowBase, outRows: outRows,
+            outputWidth: ow, into: output, compute: compute)
+    }
+
+    /// As above, for an output `outputWidth` wide (columns past the kernel's reach are zero).
+    func forward(
+        _ input: Planes, inputHeight: Int, inputWidth: Int, inputRowBase: Int, outRows: Range<Int>,
+        outputWidth ow: Int, into output: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
         precondition(
             input.channels == inChannels, "transposed conv expects \(inChannels) channels, got \(input.channels)")
-        let (_, ow) = outputSize(height: inputHeight, width: inputWidth)
         let bandHeight = outRows.count
         for phase in phases {
             // Output rows of this phase inside the band, and columns of the phase.
@@ -119,6 +137,49 @@ public struct ConvTranspose2D: @unchecked Sendable {
                 input, map: map, weight: phase.weight.data, bias: bias?.data, outChannels: outChannels,
                 into: output, outStride: bandHeight * ow, compute: compute,
                 placement: .phase(rowStep: stride, colStep: stride, firstRow: firstRow, firstCol: xs[0], width: ow))
+        }
+    }
+}
+
+// MARK: - Backward
+
+extension ConvTranspose2D {
+    /// ∂L/∂x of the whole-image forward: dY [Cout, Ho, Wo] → dX [Cin, H, W] (overwritten), H×W the forward's
+    /// input size.
+    public func inputGradient(
+        _ dY: UnsafePointer<Float>, inputHeight: Int, inputWidth: Int, into dX: UnsafeMutablePointer<Float>,
+        compute: Compute
+    ) {
+        guard let inputGradientConv else {
+            preconditionFailure("ConvTranspose2D.inputGradient needs init(trainable: true)")
+        }
+        let (oh, ow) = outputSize(height: inputHeight, width: inputWidth)
+        inputGradientConv.forward(
+            Planes(source: dY, channels: outChannels, channelStride: oh * ow, rowStride: ow),
+            rowMap: paddedIndexMap(length: oh, padding: .zero(padding)),
+            colMap: paddedIndexMap(length: ow, padding: .zero(padding)), into: dX, compute: compute)
+    }
+
+    /// dW [Cin, Cout, k, k] (PyTorch's layout) += Σ_{iy,ix} X[ci, iy, ix]·dY[co, iy·s − p + ky, ix·s − p + kx],
+    /// dB [Cout] += Σ dY[co, ·] (dB may be nil): the GEMM X [Cin, H·W] · col(dY)ᵀ, with dY gathered as
+    /// `inputGradient`'s convolution reads it. `input` is the forward's input, rows `inputWidth` apart.
+    public func accumulateWeightGradient(
+        input: Planes, inputHeight: Int, inputWidth: Int, outputGradient dY: UnsafePointer<Float>,
+        weightGradient dW: UnsafeMutablePointer<Float>, biasGradient dB: UnsafeMutablePointer<Float>?,
+        compute: Compute
+    ) {
+        precondition(input.channels == inChannels && input.rowStride == inputWidth, "input must be [Cin, H, W]")
+        let (oh, ow) = outputSize(height: inputHeight, width: inputWidth)
+        let map = GatherMap(
+            kernel: kernel, stride: stride, rowMap: paddedIndexMap(length: oh, padding: .zero(padding)),
+            colMap: paddedIndexMap(length: ow, padding: .zero(padding)))
+        precondition(map.outHeight == inputHeight && map.outWidth == inputWidth)
+        GatherGEMM.accumulateProducts(
+            input.source, rows: inChannels, leadingDimension: input.channelStride,
+            gathered: Planes(source: dY, channels: outChannels, channelStride: oh * ow, rowStride: ow), map: map,
+            into: dW, compute: compute)
+        if let dB {
+            Elementwise.accumulateChannelSums(dY, channels: outChannels, pixels: oh * ow, into: dB, compute: compute)
         }
     }
 }

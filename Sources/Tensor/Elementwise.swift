@@ -75,6 +75,18 @@ public enum Activation: Sendable {
     case none
     case relu
     case leakyReLU(Float)
+
+    /// In place on the gradient g of the activation's output y: g becomes the gradient of its input.
+    public func backward(
+        _ g: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, compute: Compute
+    ) {
+        switch self {
+        case .none: return
+        case .relu: Elementwise.reluBackward(g, output: y, count: count, compute: compute)
+        case .leakyReLU(let slope):
+            Elementwise.leakyReLUBackward(g, output: y, count: count, slope: slope, compute: compute)
+        }
+    }
 }
 
 public enum Elementwise {
@@ -106,8 +118,26 @@ public enum Elementwise {
         for i in 0..<count { x[i] = max(x[i], 0) }
     }
 
+    /// g ← g·(y > 0), from the forward's output y.
+    public static func reluBackward(
+        _ g: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, compute: Compute
+    ) {
+        compute.forSlices(count) { _, slice in
+            for i in slice { g[i] = y[i] > 0 ? g[i] : 0 }
+        }
+    }
+
     public static func leakyReLU(_ x: UnsafeMutablePointer<Float>, count: Int, slope: Float) {
         for i in 0..<count { x[i] = x[i] > 0 ? x[i] : x[i] * slope }
+    }
+
+    /// g ← g·(y > 0 ? 1 : slope), from the forward's output y (positive slope: y > 0 exactly where x > 0).
+    public static func leakyReLUBackward(
+        _ g: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, slope: Float, compute: Compute
+    ) {
+        compute.forSlices(count) { _, slice in
+            for i in slice { g[i] = y[i] > 0 ? g[i] : g[i] * slope }
+        }
     }
 
     public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int, compute: Compute) {
@@ -117,10 +147,130 @@ public enum Elementwise {
         }
     }
 
+    /// g ← g·(1 − y²), from the forward's output y.
+    public static func tanhBackward(
+        _ g: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, compute: Compute
+    ) {
+        compute.forSlices(count) { _, slice in
+            for i in slice { g[i] = g[i] * (1 - y[i] * y[i]) }
+        }
+    }
+
+    /// sums[c] += Σ_p x[c·pixels + p], added up in Double (a bias's gradient).
+    public static func accumulateChannelSums(
+        _ x: UnsafePointer<Float>, channels: Int, pixels: Int, into sums: UnsafeMutablePointer<Float>,
+        compute: Compute
+    ) {
+        compute.forEach(channels) { c in
+            sums[c] += Float(sum(x + c * pixels, count: pixels))
+        }
+    }
+
+    /// Σ x[i] in Double, over four running sums (fixed order: the same bits every time).
+    @inline(__always)
+    static func sum(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var s = SIMD4<Double>()
+        var i = 0
+        while i + 4 <= count {
+            s += SIMD4(Double(x[i]), Double(x[i + 1]), Double(x[i + 2]), Double(x[i + 3]))
+            i += 4
+        }
+        var total = s.sum()
+        while i < count {
+            total += Double(x[i])
+            i += 1
+        }
+        return total
+    }
+
     /// x ← x + y.
     public static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, compute: Compute) {
         compute.forSlices(count) { _, slice in
             for i in slice { x[i] += y[i] }
+        }
+    }
+}
+
+/// Instance norm for training: the forward keeps what the backward needs.
+public enum InstanceNorm {
+    /// x [C, P] (P = H·W) → y [C, P] = activation(xhat·γ + β) (γ, β nil when not affine), with the statistics
+    /// of the inference path (`ChannelMoments`: Double, biased variance, eps inside the square root).
+    /// Saves xhat [C, P] = (x − mean)·rstd and rstd [C] for `backward`. y may be x; xhat may not.
+    public static func trainingForward(
+        _ x: UnsafePointer<Float>, channels: Int, pixels: Int, gamma: UnsafePointer<Float>?,
+        beta: UnsafePointer<Float>?, activation: Activation, eps: Float = 1e-5,
+        xhat: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
+        compute: Compute
+    ) {
+        var moments = ChannelMoments(channels: channels)
+        moments.accumulate(x, channelStride: pixels, pixels: pixels, compute: compute)
+        let m = moments
+        let n = Double(pixels)
+        compute.forEach(channels) { c in
+            let mean = m.sum[c] / n
+            let variance = max(m.sumOfSquares[c] / n - mean * mean, 0)
+            let r = Float(1 / (variance + Double(eps)).squareRoot())
+            rstd[c] = r
+            let mu = Float(mean)
+            let g = gamma?[c] ?? 1
+            let b = beta?[c] ?? 0
+            let (src, xh, out) = (x + c * pixels, xhat + c * pixels, y + c * pixels)
+            switch activation {
+            case .none:
+                for i in 0..<pixels {
+                    let v = (src[i] - mu) * r
+                    xh[i] = v
+                    out[i] = v * g + b
+                }
+            case .relu:
+                for i in 0..<pixels {
+                    let v = (src[i] - mu) * r
+                    xh[i] = v
+                    out[i] = max(v * g + b, 0)
+                }
+            case .leakyReLU(let slope):
+                for i in 0..<pixels {
+                    let v = (src[i] - mu) * r
+                    xh[i] = v
+                    let o = v * g + b
+                    out[i] = o > 0 ? o : o * slope
+                }
+            }
+        }
+    }
+
+    /// dy is ∂L/∂(xhat·γ + β) (the activation's backward already applied). Overwrites dx [C, P] (may be dy):
+    /// dx = rstd·γ·(dy − mean(dy) − xhat·mean(dy·xhat)). Adds dγ += Σ dy·xhat and dβ += Σ dy when non-nil.
+    public static func backward(
+        _ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+        gamma: UnsafePointer<Float>?, channels: Int, pixels: Int, dx: UnsafeMutablePointer<Float>,
+        dGamma: UnsafeMutablePointer<Float>?, dBeta: UnsafeMutablePointer<Float>?, compute: Compute
+    ) {
+        let n = Double(pixels)
+        compute.forEach(channels) { c in
+            let (g, xh, out) = (dy + c * pixels, xhat + c * pixels, dx + c * pixels)
+            var sums = SIMD4<Double>()
+            var products = SIMD4<Double>()
+            var i = 0
+            while i + 4 <= pixels {
+                let d = SIMD4(Double(g[i]), Double(g[i + 1]), Double(g[i + 2]), Double(g[i + 3]))
+                sums += d
+                products += d * SIMD4(Double(xh[i]), Double(xh[i + 1]), Double(xh[i + 2]), Double(xh[i + 3]))
+                i += 4
+            }
+            var sumDy = sums.sum()
+            var sumDyXhat = products.sum()
+            while i < pixels {
+                sumDy += Double(g[i])
+                sumDyXhat += Double(g[i]) * Double(xh[i])
+                i += 1
+            }
+            if let dGamma { dGamma[c] += Float(sumDyXhat) }
+            if let dBeta { dBeta[c] += Float(sumDy) }
+            let a = rstd[c] * (gamma?[c] ?? 1)
+            let meanDy = Float(sumDy / n)
+            let meanDyXhat = Float(sumDyXhat / n)
+            for i in 0..<pixels { out[i] = a * (g[i] - meanDy - xh[i] * meanDyXhat) }
         }
     }
 }

@@ -103,9 +103,19 @@ struct Winograd3x3: @unchecked Sendable {
     /// Tiles per block: wide enough that the 36 GEMMs run near OpenBLAS' peak and
     /// the filters U (36·Cout·Cin floats, 9 MB at 256 channels) are read once per
     /// many tiles; the block's transformed inputs and products then sit in L2/L3.
-    var tilesPerBlock: Int {
+    var tilesPerBlock: Int { Self.tilesPerBlock(inChannels: inChannels, outChannels: outChannels) }
+
+    static func tilesPerBlock(inChannels: Int, outChannels: Int) -> Int {
         let perTile = 36 * (inChannels + outChannels) * 4
         return max(8, min(256, (12 << 20) / perTile)) / 8 * 8
+    }
+
+    /// Tiles per block for `tiles` tiles: as many blocks as fit the cache budget, rounded up to a multiple
+    /// of the threads so that every worker gets the same number of equal blocks.
+    static func blockSize(tiles: Int, tilesPerBlock: Int, threads: Int) -> Int {
+        var blocks = (tiles + tilesPerBlock - 1) / tilesPerBlock
+        blocks = (blocks + threads - 1) / threads * threads
+        return (tiles + blocks - 1) / blocks
     }
 
     /// `rowMap`/`colMap` are the padded-coordinate maps (length Ho+2, Wo+2).
@@ -117,12 +127,8 @@ struct Winograd3x3: @unchecked Sendable {
         let tilesY = (oh + 3) / 4
         let tilesX = (ow + 3) / 4
         let tiles = tilesY * tilesX
-        // As many blocks as fit the cache budget, rounded up to a multiple of the threads
-        // so that every worker gets the same number of equal blocks.
-        var blocks = (tiles + tilesPerBlock - 1) / tilesPerBlock
-        blocks = (blocks + compute.threads - 1) / compute.threads * compute.threads
-        let block = (tiles + blocks - 1) / blocks
-        blocks = (tiles + block - 1) / block
+        let block = Self.blockSize(tiles: tiles, tilesPerBlock: tilesPerBlock, threads: compute.threads)
+        let blocks = (tiles + block - 1) / block
         let cin = inChannels
         let cout = outChannels
         // Padded maps extended with zeros so that every 6×6 tile is in range.
@@ -151,7 +157,7 @@ struct Winograd3x3: @unchecked Sendable {
                             let ty = t / tilesX
                             let tx0 = t - ty * tilesX
                             let tx1 = min(tilesX, tx0 + (t0 + n - t))
-                            inputTransform(
+                            Self.inputTransform(
                                 input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
                                 into: v, scratch: (rowsA, rowsB))
                             t += tx1 - tx0
@@ -180,11 +186,12 @@ struct Winograd3x3: @unchecked Sendable {
     /// V[ξ][ci][column + k] = (Bᵀ d B)[ξ] for the 6×6 input tile d of tile (ty, tx.lowerBound + k),
     /// every channel ci. Bᵀ runs down the six padded rows of the tile row at once
     /// (whole rows, so it vectorises); B then runs across each tile.
-    private func inputTransform(
+    private static func inputTransform(
         _ input: Planes, rmap: UnsafeBufferPointer<Int32>, cmap: UnsafeBufferPointer<Int32>,
         ty: Int, tx: Range<Int>, column: Int, ld: Int, into v: UnsafeMutablePointer<Float>,
         scratch: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
     ) {
+        let inChannels = input.channels
         let stride = inChannels * ld
         let width = 4 * tx.count + 2
         let q0 = 4 * tx.lowerBound
@@ -284,6 +291,177 @@ struct Winograd3x3: @unchecked Sendable {
                 case 1: for q in 0..<validWidth { dst[q] = u1[q] - u2[q] + 2 * (u3[q] - u4[q]) + b }
                 case 2: for q in 0..<validWidth { dst[q] = u1[q] + u2[q] + 4 * (u3[q] + u4[q]) + b }
                 default: for q in 0..<validWidth { dst[q] = u1[q] - u2[q] + 8 * (u3[q] - u4[q]) + u5[q] + b }
+                }
+            }
+        }
+    }
+
+    // MARK: Weight gradient
+
+    /// dW [Cout, Cin, 3, 3] += Σ_tiles Gᵀ [(A dy Aᵀ) ⊙ (Bᵀ d B)] G: the forward's algorithm transposed
+    /// (F(3×3, 4×4): from L = Σ dY ⊙ Aᵀ[(G g Gᵀ) ⊙ V]A, ∂L/∂g = Gᵀ[(A dY Aᵀ) ⊙ V]G). The sum over tiles runs
+    /// in the transformed domain as 36 GEMMs per block, Ŵ[ξ] [Cout, Cin] += Ŷ[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin],
+    /// a quarter of im2col's multiplications; each worker sums into its own Ŵ, added in worker order.
+    /// `rowMap`/`colMap` are the forward's padded maps, dY [Cout, Ho, Wo].
+    static func accumulateWeightGradient(
+        _ input: Planes, rowMap: [Int32], colMap: [Int32], outputGradient dY: UnsafePointer<Float>,
+        outChannels cout: Int, into dW: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
+        let cin = input.channels
+        let oh = rowMap.count - 2
+        let ow = colMap.count - 2
+        let tilesY = (oh + 3) / 4
+        let tilesX = (ow + 3) / 4
+        let tiles = tilesY * tilesX
+        let block = blockSize(
+            tiles: tiles, tilesPerBlock: tilesPerBlock(inChannels: cin, outChannels: cout), threads: compute.threads)
+        let blocks = (tiles + block - 1) / block
+        let workers = min(compute.threads, blocks)
+        let size = 36 * cout * cin
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * size)
+        partials.initialize(repeating: 0, count: workers * size)
+        defer { partials.deallocate() }
+        let rmap = rowMap + [Int32](repeating: -1, count: tilesY * 4 + 2 - rowMap.count)
+        let cmap = colMap + [Int32](repeating: -1, count: tilesX * 4 + 2 - colMap.count)
+        let rowScratch = 6 * (4 * tilesX + 2)
+        compute.forSlices(blocks) { worker, range in
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
+            let yhat = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
+            let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+            let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+            defer {
+                v.deallocate()
+                yhat.deallocate()
+                rowsA.deallocate()
+                rowsB.deallocate()
+            }
+            let acc = partials + worker * size
+            rmap.withUnsafeBufferPointer { rmap in
+                cmap.withUnsafeBufferPointer { cmap in
+                    for b in range {
+                        let t0 = b * block
+                        let n = min(block, tiles - t0)
+                        var t = t0
+                        while t < t0 + n {
+                            let ty = t / tilesX
+                            let tx0 = t - ty * tilesX
+                            let tx1 = min(tilesX, tx0 + (t0 + n - t))
+                            inputTransform(
+                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
+                                into: v, scratch: (rowsA, rowsB))
+                            gradientTransform(
+                                dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: tx0..<tx1, column: t - t0,
+                                ld: block, into: yhat, scratch: (rowsA, rowsB))
+                            t += tx1 - tx0
+                        }
+                        for xi in 0..<36 {
+                            BLAS.sgemm(
+                                m: cout, n: cin, k: n, a: yhat + xi * cout * block, lda: block,
+                                b: v + xi * cin * block, ldb: block, transposeB: true, c: acc + xi * cout * cin,
+                                ldc: cin, accumulate: true)
+                        }
+                    }
+                }
+            }
+        }
+        // Ŵ = Σ_worker Ŵ_worker, in worker order, into the first worker's.
+        if workers > 1 {
+            compute.forSlices(size) { _, slice in
+                for i in slice {
+                    var s = partials[i]
+                    for k in 1..<workers { s += partials[k * size + i] }
+                    partials[i] = s
+                }
+            }
+        }
+        // dW[co, ci] += Gᵀ Ŵ G: Gᵀ down the six rows of ξ (6 → 3), then across (6 → 3), every ci at once.
+        let pairs = cout * cin
+        compute.forEach(cout) { co in
+            let t = UnsafeMutablePointer<Float>.allocate(capacity: 18 * cin)
+            defer { t.deallocate() }
+            for j in 0..<6 {
+                let z = (0..<6).map { i in UnsafePointer(partials + (6 * i + j) * pairs + co * cin) }
+                let (t0, t1, t2) = (t + j * cin, t + (6 + j) * cin, t + (12 + j) * cin)
+                for ci in 0..<cin {
+                    (t0[ci], t1[ci], t2[ci]) = Self.gradientOfFilterTransform(
+                        z[0][ci], z[1][ci], z[2][ci], z[3][ci], z[4][ci], z[5][ci])
+                }
+            }
+            let dst = dW + co * cin * 9
+            for r in 0..<3 {
+                let row = t + 6 * r * cin
+                for ci in 0..<cin {
+                    let (a, b, c) = Self.gradientOfFilterTransform(
+                        row[ci], row[cin + ci], row[2 * cin + ci], row[3 * cin + ci], row[4 * cin + ci],
+                        row[5 * cin + ci])
+                    dst[ci * 9 + 3 * r] += a
+                    dst[ci * 9 + 3 * r + 1] += b
+                    dst[ci * 9 + 3 * r + 2] += c
+                }
+            }
+        }
+    }
+
+    /// Gᵀ·z: the adjoint of `filterTransform`, six transformed values back to three taps.
+    @inline(__always)
+    private static func gradientOfFilterTransform(
+        _ z0: Float, _ z1: Float, _ z2: Float, _ z3: Float, _ z4: Float, _ z5: Float
+    ) -> (Float, Float, Float) {
+        (
+            z0 * 0.25 - (z1 + z2) * (1.0 / 6) + (z3 + z4) * (1.0 / 24),
+            (z2 - z1) * (1.0 / 6) + (z3 - z4) * (1.0 / 12),
+            (z3 + z4 - z1 - z2) * (1.0 / 6) + z5
+        )
+    }
+
+    /// Ŷ[ξ][co][column + k] = (A dy Aᵀ)[ξ] for the 4×4 tile dy of dY at tile (ty, tx.lowerBound + k) (zero
+    /// past the output's edge). A = (Aᵀ)ᵀ, the adjoint of `outputTransform`'s Aᵀ: for a column y of four,
+    /// A y = (y0, y0+y1+y2+y3, y0−y1+y2−y3, y0+2y1+4y2+8y3, y0−2y1+4y2−8y3, y3). Down the rows first (whole
+    /// rows at once), then across each tile.
+    private static func gradientTransform(
+        _ dY: UnsafePointer<Float>, channels: Int, oh: Int, ow: Int, ty: Int, tx: Range<Int>, column: Int, ld: Int,
+        into yhat: UnsafeMutablePointer<Float>, scratch: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+    ) {
+        let stride = channels * ld
+        let width = 4 * tx.count
+        let x0 = 4 * tx.lowerBound
+        let validWidth = min(width, ow - x0)
+        let validRows = min(4, oh - 4 * ty)
+        let (d, a) = scratch
+        for co in 0..<channels {
+            // d: the four rows of the tile row, zero past the edges.
+            for r in 0..<4 {
+                let dst = d + r * width
+                if r < validRows {
+                    dst.update(from: dY + (co * oh + 4 * ty + r) * ow + x0, count: validWidth)
+                    (dst + validWidth).update(repeating: 0, count: width - validWidth)
+                } else {
+                    dst.update(repeating: 0, count: width)
+                }
+            }
+            let (d0, d1, d2, d3) = (d, d + width, d + 2 * width, d + 3 * width)
+            for q in 0..<width {
+                a[q] = d0[q]
+                a[width + q] = d0[q] + d1[q] + d2[q] + d3[q]
+                a[2 * width + q] = d0[q] - d1[q] + d2[q] - d3[q]
+                a[3 * width + q] = d0[q] + 2 * d1[q] + 4 * d2[q] + 8 * d3[q]
+                a[4 * width + q] = d0[q] - 2 * d1[q] + 4 * d2[q] - 8 * d3[q]
+                a[5 * width + q] = d3[q]
+            }
+            for i in 0..<6 {
+                let x = a + i * width
+                let out = yhat + (i * 6) * stride + co * ld + column
+                for k in 0..<tx.count {
+                    let y0 = x[4 * k]
+                    let y1 = x[4 * k + 1]
+                    let y2 = x[4 * k + 2]
+                    let y3 = x[4 * k + 3]
+                    out[k] = y0
+                    out[stride + k] = y0 + y1 + y2 + y3
+                    out[2 * stride + k] = y0 - y1 + y2 - y3
+                    out[3 * stride + k] = y0 + 2 * y1 + 4 * y2 + 8 * y3
+                    out[4 * stride + k] = y0 - 2 * y1 + 4 * y2 - 8 * y3
+                    out[5 * stride + k] = y3
                 }
             }
         }

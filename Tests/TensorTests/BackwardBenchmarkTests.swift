@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+@testable import Tensor
+
+/// Forward, data gradient and weight gradient of each layer of a 256² ngf-64 generator and of the
+/// discriminator, two threads. Only by hand: CYCLEGAND_BENCH=1 swift test ... --filter BackwardBenchmark
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["CYCLEGAND_BENCH"] != nil))
+struct BackwardBenchmarkTests {
+    struct Layer: Sendable {
+        var name: String, cin: Int, cout: Int, kernel: Int, stride: Int, padding: Padding, size: Int
+        var transposed = false
+    }
+
+    static let layers: [Layer] = [
+        Layer(name: "G c7s1-64", cin: 3, cout: 64, kernel: 7, stride: 1, padding: .reflect(3), size: 256),
+        Layer(name: "G down 128", cin: 64, cout: 128, kernel: 3, stride: 2, padding: .zero(1), size: 256),
+        Layer(name: "G down 256", cin: 128, cout: 256, kernel: 3, stride: 2, padding: .zero(1), size: 128),
+        Layer(name: "G res 256", cin: 256, cout: 256, kernel: 3, stride: 1, padding: .reflect(1), size: 64),
+        Layer(
+            name: "G up 128", cin: 256, cout: 128, kernel: 3, stride: 2, padding: .zero(1), size: 64, transposed: true),
+        Layer(
+            name: "G up 64", cin: 128, cout: 64, kernel: 3, stride: 2, padding: .zero(1), size: 128, transposed: true),
+        Layer(name: "G c7s1-3", cin: 64, cout: 3, kernel: 7, stride: 1, padding: .reflect(3), size: 256),
+        Layer(name: "D c64 s2", cin: 3, cout: 64, kernel: 4, stride: 2, padding: .zero(1), size: 256),
+        Layer(name: "D c128 s2", cin: 64, cout: 128, kernel: 4, stride: 2, padding: .zero(1), size: 128),
+        Layer(name: "D c256 s2", cin: 128, cout: 256, kernel: 4, stride: 2, padding: .zero(1), size: 64),
+        Layer(name: "D c512 s1", cin: 256, cout: 512, kernel: 4, stride: 1, padding: .zero(1), size: 32),
+        Layer(name: "D c1 s1", cin: 512, cout: 1, kernel: 4, stride: 1, padding: .zero(1), size: 31),
+    ]
+
+    /// Best of three, in milliseconds.
+    func time(_ body: () -> Void) -> Double {
+        (0..<3).map { _ in
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        }.min()!
+    }
+
+    @Test func layers() {
+        let compute = Compute(threads: 2)
+        var lines = ["layer            forward   dX      dW+dB   (ms, 2 threads, \(Compute.blasCore))"]
+        for l in Self.layers {
+            let (h, w) = (l.size, l.size)
+            let x = Tensor.random([1, l.cin, h, w], seed: 1)
+            let bias = Tensor.random([l.cout], seed: 3)
+            let dX = Tensor(shape: x.shape)
+            let dB = Tensor(shape: [l.cout])
+            let forward: Double
+            let data: Double
+            let weights: Double
+            if l.transposed {
+                let weight = Tensor.random([l.cin, l.cout, l.kernel, l.kernel], seed: 2, scale: 0.05)
+                let conv = ConvTranspose2D(
+                    weight: weight, bias: bias, stride: l.stride, padding: l.padding.amount, outputPadding: 1,
+                    trainable: true)
+                let (oh, ow) = conv.outputSize(height: h, width: w)
+                let dY = Tensor.random([l.cout, oh, ow], seed: 4)
+                let dW = Tensor(shape: weight.shape)
+                forward = time { _ = conv(x, compute: compute) }
+                data = time {
+                    conv.inputGradient(dY.data, inputHeight: h, inputWidth: w, into: dX.data, compute: compute)
+                }
+                weights = time {
+                    conv.accumulateWeightGradient(
+                        input: Planes(x), inputHeight: h, inputWidth: w, outputGradient: dY.data,
+                        weightGradient: dW.data, biasGradient: dB.data, compute: compute)
+                }
+            } else {
+                let weight = Tensor.random([l.cout, l.cin, l.kernel, l.kernel], seed: 2, scale: 0.05)
+                let conv = Conv2D(weight: weight, bias: bias, stride: l.stride, trainable: true)
+                let (oh, ow) = conv.outputSize(height: h, width: w, padding: l.padding)
+                let dY = Tensor.random([l.cout, oh, ow], seed: 4)
+                let dW = Tensor(shape: weight.shape)
+                forward = time { _ = conv(x, padding: l.padding, compute: compute) }
+                data = time {
+                    conv.inputGradient(
+                        dY.data, inputHeight: h, inputWidth: w, padding: l.padding, into: dX.data, compute: compute)
+                }
+                weights = time {
+                    conv.accumulateWeightGradient(
+                        input: Planes(x), inputHeight: h, inputWidth: w, padding: l.padding, outputGradient: dY.data,
+                        weightGradient: dW.data, biasGradient: dB.data, compute: compute)
+                }
+            }
+            lines.append(
+                l.name.padding(toLength: 16, withPad: " ", startingAt: 0)
+                    + [forward, data, weights].map { String(format: "%7.2f ", $0) }.joined())
+        }
+        print(lines.joined(separator: "\n"))
+    }
+}
