@@ -129,7 +129,7 @@ public final class ImageSource: @unchecked Sendable {
     /// between markers, which some cameras and editors write into sound files. JPEG loads run
     /// under `VipsErrors.lock`, so the JPEG messages in the reason are this file's; another
     /// format's failure may stand beside them and is ignored.
-    private static func isHarmlessJPEGWarning(_ error: any Error, _ options: LoadOptions) -> Bool {
+    static func isHarmlessJPEGWarning(_ error: any Error, _ options: LoadOptions) -> Bool {
         guard options.strictJPEG, !options.failOnWarnings, let e = error as? ImagingError, e.kind == .corrupt else {
             return false
         }

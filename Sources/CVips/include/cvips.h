@@ -65,4 +65,13 @@ int cvips_has_field(VipsImage *image, const char *name);
 const void *cvips_get_blob(VipsImage *image, const char *name, size_t *length);
 const char *cvips_get_string(VipsImage *image, const char *name);
 
+// ---- training data ----
+
+// Resizes to exactly width × height with a Catmull-Rom cubic, as PIL's BICUBIC resize does:
+// pixel centres aligned, the horizontal pass first, each pass rounded to the input's format;
+// a shrinking pass filters with the kernel widened by the factor (vips_reduceh/v, no box
+// shrink), an enlarging one interpolates (vips_affine, edge pixels repeated). Enlarging both
+// ways is one 2-D pass.
+int cvips_resize_bicubic(VipsImage *in, VipsImage **out, int width, int height);
+
 #endif
