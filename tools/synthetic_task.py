@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""A synthetic unpaired translation task whose answer is known: swap red and blue.
+
+    python tools/synthetic_task.py make DIR [--seed 1] [--train 400] [--test 100] [--size 32]
+    python tools/synthetic_task.py score TRANSLATED --testA DIR/testA
+
+`make` writes DIR/trainA, trainB, testA, testB of RGB PNGs, the same for the same seed.
+Every image is a smooth random colour field: per channel, a 4×4 grid of normal noise
+upsampled bicubically to the image size, bent by exp(0.7·n) so that the values are skewed
+(a long tail upwards), around a channel mean. Domain A has a high red mean (+0.45 in [-1, 1]
+units), green at 0 and a low blue mean (−0.45); domain B is drawn the same way with the red
+and blue channels swapped. Each image is its own draw (nothing pairs A with B), so the true
+A→B map is "swap R and B" and the true B→A map is the same. The skew makes the task well posed
+beyond the channel means: "new red = −old blue" would match the means and spreads of B but put
+the tail on the wrong side, which the discriminator can see.
+
+`score` compares a folder of translated testA images (same file names, PNG) with the answer:
+error = mean |G_A(x) − swapRB(x)| and identity baseline = mean |x − swapRB(x)|, both in
+[-1, 1] units (8-bit value / 127.5), averaged over all pixels and channels of all images, and
+prints {"error", "identity_baseline", "ratio", "images"} as JSON. A ratio of 0 is the answer;
+1 is as far from it as leaving the images unchanged.
+
+Needs: numpy pillow
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# Channel means in [-1, 1] units for domain A (B has red and blue swapped) and the spread.
+MEANS_A = (0.45, 0.0, -0.45)
+SPREAD = 0.3
+SKEW = 0.7
+GRID = 4
+SPLITS = {"train": 0, "test": 1}
+DOMAINS = {"A": 0, "B": 1}
+
+
+def swap_rb(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 (any dtype): the same image with red and blue exchanged."""
+    return rgb[..., ::-1].copy()
+
+
+def smooth_field(rng: np.random.Generator, size: int) -> np.ndarray:
+    """size×size float values with unit-ish spread, skewed upwards, mean about 0."""
+    grid = rng.standard_normal((GRID, GRID)).astype(np.float32)
+    up = np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.BICUBIC), dtype=np.float64)
+    skewed = np.exp(SKEW * up)
+    # Standardise by the lognormal's exact mean and standard deviation for unit normal input.
+    mean = np.exp(SKEW**2 / 2)
+    std = np.sqrt((np.exp(SKEW**2) - 1) * np.exp(SKEW**2))
+    return (skewed - mean) / std
+
+
+def draw_image(rng: np.random.Generator, size: int, domain: str) -> np.ndarray:
+    """One size×size×3 uint8 image of the domain."""
+    channels = [m + SPREAD * smooth_field(rng, size) for m in MEANS_A]
+    x = np.clip(np.stack(channels, axis=-1), -1, 1)
+    rgb = np.clip(np.floor((x + 1) * 127.5 + 0.5), 0, 255).astype(np.uint8)
+    return swap_rb(rgb) if domain == "B" else rgb
+
+
+def make(root: Path, seed: int, train: int, test: int, size: int) -> None:
+    for split, count in (("train", train), ("test", test)):
+        for domain in DOMAINS:
+            folder = root / f"{split}{domain}"
+            folder.mkdir(parents=True, exist_ok=True)
+            # One stream per folder: the folders do not depend on each other's counts.
+            rng = np.random.default_rng([seed, SPLITS[split], DOMAINS[domain]])
+            for i in range(count):
+                Image.fromarray(draw_image(rng, size, domain)).save(folder / f"{i:04d}.png")
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 127.5 - 1
+
+
+def score(translated: Path, test_a: Path) -> dict:
+    """Error of the translations against swapRB of their sources, and the identity baseline."""
+    sources = sorted(test_a.glob("*.png"))
+    if not sources:
+        raise SystemExit(f"no PNG images in {test_a}")
+    error = baseline = 0.0
+    for source in sources:
+        out_path = translated / source.name
+        if not out_path.is_file():
+            raise SystemExit(f"{out_path} is missing (every testA image needs a translation of the same name)")
+        x, y = load_rgb(source), load_rgb(out_path)
+        if x.shape != y.shape:
+            raise SystemExit(f"{out_path} is {y.shape[1]}×{y.shape[0]}, its source {x.shape[1]}×{x.shape[0]}")
+        target = swap_rb(x)
+        error += np.abs(y - target).mean()
+        baseline += np.abs(x - target).mean()
+    n = len(sources)
+    return {"error": float(error / n), "identity_baseline": float(baseline / n), "ratio": float(error / baseline),
+            "images": n}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    m = commands.add_parser("make", help="write DIR/trainA, trainB, testA, testB")
+    m.add_argument("dir", type=Path)
+    m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--train", type=int, default=400, help="images per domain in trainA, trainB")
+    m.add_argument("--test", type=int, default=100, help="images per domain in testA, testB")
+    m.add_argument("--size", type=int, default=32)
+    s = commands.add_parser("score", help="score translated testA images against swap(R, B)")
+    s.add_argument("translated", type=Path)
+    s.add_argument("--testA", type=Path, required=True)
+    args = parser.parse_args()
+    if args.command == "make":
+        make(args.dir, args.seed, args.train, args.test, args.size)
+    else:
+        print(json.dumps(score(args.translated, args.testA)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
