@@ -25,11 +25,12 @@ public final class Network: @unchecked Sendable {
                 switch layer {
                 case .conv(let c):
                     convs[c.name] = Conv2D(
-                        weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride)
+                        weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,
+                        trainable: trainable)
                 case .convTranspose(let c):
                     transposed[c.name] = ConvTranspose2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,
-                        padding: c.padding, outputPadding: c.outputPadding)
+                        padding: c.padding, outputPadding: c.outputPadding, trainable: trainable)
                 case .residual(let inner):
                     build(inner)
                 case .norm, .relu, .leakyReLU, .tanh:

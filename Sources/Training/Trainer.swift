@@ -56,7 +56,8 @@ public struct TrainingSummary: Sendable {
 }
 
 /// Reports a run's progress (a terminal line, log lines, the daemon's status).
-public protocol TrainingObserver: AnyObject {
+/// Called from the training thread, and for warnings from the data thread too.
+public protocol TrainingObserver: AnyObject, Sendable {
     func message(_ text: String)
     func progress(_ p: TrainingProgress)
 }
@@ -138,9 +139,12 @@ public final class Trainer {
         compute = Compute(threads: options.threads)
 
         // The data first: an empty or missing folder is an error before anything else happens.
+        let warn: @Sendable (String) -> Void = { [weak observer] text in observer?.message("warning: \(text)") }
         switch request.data {
-        case .dataroot(let root): dataset = try UnalignedDataset(dataroot: root, options: options.data)
-        case .folders(let a, let b): dataset = try UnalignedDataset(folderA: a, folderB: b, options: options.data)
+        case .dataroot(let root):
+            dataset = try UnalignedDataset(dataroot: root, options: options.data, onWarning: warn)
+        case .folders(let a, let b):
+            dataset = try UnalignedDataset(folderA: a, folderB: b, options: options.data, onWarning: warn)
         }
 
         let domains =
@@ -235,9 +239,10 @@ public final class Trainer {
     /// iteration); then checkpoints and publishes the networks as the model's current version.
     public func run(shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
         let batches = (dataset.count + options.batch_size - 1) / options.batch_size
+        // A checkpoint taken after an epoch's last batch: finish that epoch as the uninterrupted run did.
+        if state.batchesDone >= batches { try endEpoch() }
         let prefetcher = Prefetcher(
-            dataset: dataset, seed: options.seed, epoch: state.epoch, index: state.batchesDone * options.batch_size,
-            warning: { [weak observer] in observer?.message($0) })
+            dataset: dataset, seed: options.seed, epoch: state.epoch, index: state.batchesDone * options.batch_size)
         defer { prefetcher.stop() }
         if resumed {
             observer?.message(
@@ -297,13 +302,7 @@ public final class Trainer {
                     break training
                 }
             }
-            // The epoch is over.
-            state.batchesDone = 0
-            state.epochIter = 0
-            let finished = state.epoch
-            state.epoch += 1
-            if finished % options.save_epoch_freq == 0 { try saveCheckpoint() }
-            observer?.message("end of epoch \(finished) of \(options.lastEpoch)")
+            try endEpoch()
         }
         try saveCheckpoint()
         let version = state.iterations > 0 ? try publish() : nil
@@ -321,6 +320,16 @@ public final class Trainer {
             totalIters: state.totalIters, iterations: state.iterations, maxIters: options.max_iters, losses: losses,
             iterationsPerSecond: perSecond, secondsLeft: perSecond > 0 ? Double(left) / perSecond : nil,
             skipped: state.skipped)
+    }
+
+    /// The reference's end of an epoch: a checkpoint every `save_epoch_freq` epochs, then the next.
+    private func endEpoch() throws {
+        state.batchesDone = 0
+        state.epochIter = 0
+        let finished = state.epoch
+        state.epoch += 1
+        if finished % options.save_epoch_freq == 0 { try saveCheckpoint() }
+        observer?.message("end of epoch \(finished) of \(options.lastEpoch)")
     }
 
     /// Everything a resumed run needs, swapped in atomically.

@@ -33,7 +33,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var batch_size = 1
 
     // Data
-    public var preprocess = Preprocess.resizeAndCrop
+    public var preprocess = DataOptions.Preprocess.resizeAndCrop
     public var load_size = 286
     public var crop_size = 256
     public var no_flip = false
@@ -75,15 +75,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     }
 
     public var data: DataOptions {
-        var d = DataOptions()
-        d.preprocess = preprocess
-        d.loadSize = load_size
-        d.cropSize = crop_size
-        d.noFlip = no_flip
-        d.serialBatches = serial_batches
-        d.maxDatasetSize = max_dataset_size
-        d.inputChannels = input_nc
-        return d
+        DataOptions(
+            preprocess: preprocess, loadSize: load_size, cropSize: crop_size, noFlip: no_flip,
+            serialBatches: serial_batches, maxDatasetSize: max_dataset_size, inputChannels: input_nc,
+            outputChannels: output_nc)
     }
 
     /// Problems with these options, each naming the option (empty when they are usable).

@@ -191,7 +191,7 @@ struct DataArguments: ParsableArguments {
 
     func apply(to o: inout TrainingOptions, given: inout Set<String>) throws {
         if let preprocess {
-            guard let p = Preprocess(rawValue: preprocess) else {
+            guard let p = DataOptions.Preprocess(rawValue: preprocess) else {
                 throw ValidationError(
                     "--preprocess \(preprocess): resize_and_crop, crop, scale_width, scale_width_and_crop or none")
             }
@@ -286,14 +286,16 @@ private final class StopSignals: @unchecked Sendable {
     deinit { for s in sources { s.cancel() } }
 }
 
-/// A live line on a terminal; plain lines otherwise.
-private final class ConsoleProgress: TrainingObserver {
+/// A live line on a terminal; plain lines otherwise. The data thread's warnings come in on
+/// their own thread, hence the lock.
+private final class ConsoleProgress: TrainingObserver, @unchecked Sendable {
     private let terminal = isatty(1) != 0
+    private let lock = NSLock()
     private var lastPlain = Date.distantPast
     private var open = false
 
     func message(_ text: String) {
-        write(text)
+        lock.withLock { write(text) }
     }
 
     /// One whole line, closing the live one first; FileHandle throughout so the two never interleave.
@@ -303,6 +305,10 @@ private final class ConsoleProgress: TrainingObserver {
     }
 
     func progress(_ p: TrainingProgress) {
+        lock.withLock { show(p) }
+    }
+
+    private func show(_ p: TrainingProgress) {
         let losses = zip(Losses.names, p.losses.values).map { "\($0) \(String(format: "%.3f", $1))" }.joined(
             separator: " ")
         let eta = p.secondsLeft.map { " ETA \(duration($0))" } ?? ""
@@ -319,6 +325,8 @@ private final class ConsoleProgress: TrainingObserver {
     }
 
     func finish() {
+        lock.lock()
+        defer { lock.unlock() }
         if open { FileHandle.standardOutput.write(Data("\n".utf8)) }
         open = false
     }
