@@ -121,3 +121,13 @@ const char *cvips_get_string(VipsImage *image, const char *name) {
     if (!vips_image_get_typeof(image, name) || vips_image_get_string(image, name, &value)) return NULL;
     return value;
 }
+
+// ---- reports (Sources/Training/Report: the loss plot, sample grids) ----
+
+int cvips_text(const char *text, const char *font, int dpi, VipsImage **out) {
+    return vips_text(out, text, "font", font, "dpi", dpi, NULL);
+}
+
+int cvips_save_to_buffer(VipsImage *in, const char *suffix, void **buffer, size_t *length) {
+    return vips_image_write_to_buffer(in, suffix, buffer, length, NULL);
+}
