@@ -173,3 +173,13 @@ int cvips_resize_bicubic(VipsImage *in, VipsImage **out, int width, int height) 
     g_object_unref(wide);
     return failed;
 }
+
+// ---- reports (Sources/Training/Report: the loss plot, sample grids) ----
+
+int cvips_text(const char *text, const char *font, int dpi, VipsImage **out) {
+    return vips_text(out, text, "font", font, "dpi", dpi, NULL);
+}
+
+int cvips_save_to_buffer(VipsImage *in, const char *suffix, void **buffer, size_t *length) {
+    return vips_image_write_to_buffer(in, suffix, buffer, length, NULL);
+}

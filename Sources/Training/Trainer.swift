@@ -90,7 +90,7 @@ public final class Trainer {
     private let store: ModelStore
     private let dataset: UnalignedDataset
     private let folder: URL
-    private let log: LossLog
+    private let report: TrainingReport
     private let compute: Compute
     private weak var observer: TrainingObserver?
 
@@ -226,10 +226,10 @@ public final class Trainer {
                 poolA: .init(size: options.pool_size, count: 0, random: model.poolA.random),
                 poolB: .init(size: options.pool_size, count: 0, random: model.poolB.random), skipped: 0)
         }
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        log = try LossLog(folder: folder)
+        report = try TrainingReport(
+            folder: folder, modelName: request.name, datasetSize: dataset.count, options: options.dictionary)
         // A resumed run's log reads as the uninterrupted run's: records past the checkpoint go.
-        try log.truncate(afterTotalIters: state.totalIters)
+        try report.resume(atTotalIters: state.totalIters)
     }
 
     /// Images per epoch (the larger domain's count, as the reference's dataset length).
@@ -278,13 +278,10 @@ public final class Trainer {
                 state.skipped = prefetcher.skippedCount
 
                 if state.totalIters % options.print_freq == 0 {
-                    try log.append(
+                    try report.record(
                         LossRecord(
                             epoch: state.epoch, iters: state.epochIter, totalIters: state.totalIters, lr: Double(lr),
-                            losses: losses, secPerIter: seconds / Double(size), dataSec: dataSeconds))
-                    try LossPlot.write(
-                        try LossLog.records(in: folder), datasetSize: dataset.count, title: name,
-                        to: folder.appendingPathComponent("losses.png"))
+                            losses: losses.values, secPerIter: seconds / Double(size), dataSec: dataSeconds))
                 }
                 if display, let visuals {
                     try writeSamples(visuals)
@@ -368,14 +365,10 @@ public final class Trainer {
     }
 
     private func writeSamples(_ v: Visuals) throws {
-        let samples = folder.appendingPathComponent("samples")
-        try FileManager.default.createDirectory(at: samples, withIntermediateDirectories: true)
-        let file = String(format: "epoch%03d_iter%08d.png", state.epoch, state.totalIters)
-        try SampleGrid.write(
+        try report.addSamples(
             rows: [[v.realA, v.fakeB, v.recA, v.idtB], [v.realB, v.fakeA, v.recB, v.idtA]],
             labels: [["real_A", "fake_B", "rec_A", "idt_B"], ["real_B", "fake_A", "rec_B", "idt_A"]],
-            to: samples.appendingPathComponent(file))
-        try TrainingPage.write(in: folder, name: name, options: options)
+            epoch: state.epoch, iters: state.epochIter)
     }
 }
 

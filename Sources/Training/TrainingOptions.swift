@@ -1,4 +1,5 @@
 import CycleGAN
+import Foundation
 
 /// The options of a training run, named and defaulted as the reference's
 /// (options/base_options.py, train_options.py, cycle_gan_model.py); saved in
@@ -79,6 +80,14 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
             preprocess: preprocess, loadSize: load_size, cropSize: crop_size, noFlip: no_flip,
             serialBatches: serial_batches, maxDatasetSize: max_dataset_size, inputChannels: input_nc,
             outputChannels: output_nc)
+    }
+
+    /// Every option by its reference name, as the page and logs show them.
+    public var dictionary: [String: String] {
+        guard let data = try? JSONEncoder().encode(self),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [:] }
+        return object.mapValues { "\($0)" }
     }
 
     /// Problems with these options, each naming the option (empty when they are usable).

@@ -74,4 +74,14 @@ const char *cvips_get_string(VipsImage *image, const char *name);
 // ways is one 2-D pass.
 int cvips_resize_bicubic(VipsImage *in, VipsImage **out, int width, int height);
 
+// ---- reports (Sources/Training/Report: the loss plot, sample grids) ----
+
+// Renders `text` (Pango markup: escape & < >) in `font` (a Pango description
+// such as "sans 12") at `dpi` as a one-band 8-bit coverage mask, sized to the
+// text's ink.
+int cvips_text(const char *text, const char *font, int dpi, VipsImage **out);
+// Encodes `in` in the format `suffix` names (".png") into a new buffer that
+// the caller frees with g_free.
+int cvips_save_to_buffer(VipsImage *in, const char *suffix, void **buffer, size_t *length);
+
 #endif
