@@ -302,6 +302,7 @@ public final class Trainer {
             try endEpoch()
         }
         try saveCheckpoint()
+        try report.refresh()
         let version = state.iterations > 0 ? try publish() : nil
         return TrainingSummary(
             reason: reason, epoch: state.epoch, iterations: state.iterations, totalIters: state.totalIters,

@@ -30,14 +30,19 @@ public final class TrainingReport {
 
     public func record(_ record: LossRecord) throws { try log.append(record) }
 
+    /// Redraws the plot and the page from the log as it stands (at the end of a run).
+    public func refresh() throws {
+        try LossPlot.write(
+            log.records, datasetSize: datasetSize, modelName: modelName,
+            to: folder.appending(path: TrainingPage.plotFile))
+        try TrainingPage.write(folder: folder, modelName: modelName, latest: log.records.last, options: options)
+    }
+
     /// Writes the grid for a sample taken `iters` images into `epoch`, then the plot and the page.
     public func addSamples(rows: [[Tensor]], labels: [[String]], epoch: Int, iters: Int) throws {
         let file = folder.appending(path: TrainingPage.samplesFolder).appending(
             path: SampleGrid.fileName(epoch: epoch, iters: iters))
         try SampleGrid.write(rows: rows, labels: labels, title: "epoch \(epoch), iteration \(iters)", to: file)
-        try LossPlot.write(
-            log.records, datasetSize: datasetSize, modelName: modelName,
-            to: folder.appending(path: TrainingPage.plotFile))
-        try TrainingPage.write(folder: folder, modelName: modelName, latest: log.records.last, options: options)
+        try refresh()
     }
 }
