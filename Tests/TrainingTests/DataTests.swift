@@ -310,6 +310,25 @@ import Testing
         #expect(sample.a.array == grey.map { ImageTransform.levels[Int($0)] })
     }
 
+    @Test func bytesAreImagingsUprightSRGBWithoutAlphaAndWithTheHighByteOf16Bits() throws {
+        let root = try DataFolder()
+        defer { root.remove() }
+        for name in ["rgba.png", "orientation-6.jpg", "palette.png", "grey.png"] {
+            let bytes = try ImageFile.loadBytes(Fixture.imaging(name))
+            let decoded = try ImageFile.load(Fixture.imaging(name)).tensor
+            #expect(bytes.bands == 3 && [1, 3, bytes.height, bytes.width] == decoded.shape)
+            let planar = (0..<3).flatMap { c in (0..<(bytes.width * bytes.height)).map { bytes.samples[$0 * 3 + c] } }
+            #expect(planar.map { ImageTransform.levels[Int($0)] } == decoded.array, "\(name)")
+        }
+        let sixteen = root.path + "/rgb16.png"
+        let vips = Process()
+        vips.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        vips.arguments = ["vips", "colourspace", Fixture.imaging("rgb.png"), sixteen, "rgb16"]
+        try vips.run()
+        vips.waitUntilExit()
+        #expect(try ImageFile.loadBytes(sixteen) == ImageFile.loadBytes(Fixture.imaging("rgb.png")))
+    }
+
     /// The bounds are a little above what libvips 8.14 gives; a half-pixel misalignment would
     /// give a mean of about 9 levels. A strong shrink differs most (libvips quantises the
     /// kernel's positions), an enlargement least (only at the edges, which PIL does not extend).
@@ -445,6 +464,9 @@ enum Fixture {
     }()
 
     static func path(_ name: String) -> String { directory + "/" + name }
+
+    /// Imaging's fixtures (Tests/Fixtures/imaging).
+    static func imaging(_ name: String) -> String { directory + "/../imaging/" + name }
 
     /// A greyscale PNG's levels (libvips reads it as RGB with three equal bands).
     static func greyLevels(_ name: String) throws -> [UInt8] {

@@ -2,9 +2,11 @@ import Foundation
 import Imaging
 import Tensor
 
-/// One training sample: real_A and real_B as [1, C, H, W] tensors in [-1, 1], with their files.
+/// One training sample: real_A and real_B with their files.
 public struct Sample: Sendable {
+    /// [1, inputChannels, H, W] in [-1, 1]; H = W = cropSize when the preprocess crops.
     public let a: Tensor
+    /// [1, outputChannels, H, W] in [-1, 1].
     public let b: Tensor
     public let pathA: String
     public let pathB: String
@@ -64,7 +66,8 @@ public final class UnalignedDataset: @unchecked Sendable {
             onWarning: onWarning)
     }
 
-    /// Lists both folders now, so that a missing, empty or imageless folder fails before training starts.
+    /// Lists both folders now, so that a missing, empty or imageless folder fails before training
+    /// starts. `onWarning` hears of each skipped file, on the thread that decoded it.
     public init(
         folderA: String, folderB: String, options: DataOptions,
         onWarning: @escaping @Sendable (String) -> Void = { _ in }
