@@ -99,6 +99,11 @@ public enum AtomicFile {
             unlink(tmp.path)
             throw error
         }
+        syncDirectory(dir)
+    }
+
+    /// fsyncs a folder, so that the renames and creations in it survive a crash.
+    public static func syncDirectory(_ dir: URL) {
         let dfd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 {
             fsync(dfd)

@@ -125,16 +125,31 @@ public struct ModelManifest: Codable, Equatable, Sendable {
     /// Keyed by role ("G_A", "G_B", "D_A", "D_B").
     public var networks: [String: NetworkEntry]
     public var training: Training?
+    /// The number of this version of the model (`versions/<n>/` keeps it once the
+    /// model has been published to). Absent in models that were only imported:
+    /// those are version 1, or 0 while they have no network.
+    public var version: Int?
 
     public init(
         name: String, domains: Domains, networks: [String: NetworkEntry] = [:],
-        training: Training? = nil
+        training: Training? = nil, version: Int? = nil
     ) {
         formatVersion = Self.currentFormatVersion
         self.name = name
         self.domains = domains
         self.networks = networks
         self.training = training
+        self.version = version
+    }
+
+    /// `version`, or what an unversioned model counts as: 1, or 0 without networks.
+    public var versionNumber: Int { version ?? (networks.isEmpty ? 0 : 1) }
+
+    /// This manifest with another version number (to compare content).
+    func replacing(version: Int?) -> ModelManifest {
+        var copy = self
+        copy.version = version
+        return copy
     }
 
     public subscript(role: NetworkRole) -> NetworkEntry? {

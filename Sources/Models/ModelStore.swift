@@ -226,8 +226,13 @@ public final class ModelStore: @unchecked Sendable {
         let mapped = try MappedFile(url: tmp)
         let sha = mapped.sha256()
         let name = "\(role.rawValue)-\(sha.prefix(12)).safetensors"
-        guard rename(tmp.path, dir.appendingPathComponent(name).path) == 0 else {
-            throw FileError.cannotWrite(dir.appendingPathComponent(name), errno: errno)
+        let target = dir.appendingPathComponent(name)
+        // The same weights again (a rollback republished): the file there is
+        // kept, so that it stays one inode with the links in versions/.
+        if (try? MappedFile(url: target).sha256()) == sha {
+            unlink(tmp.path)
+        } else if rename(tmp.path, target.path) != 0 {
+            throw FileError.cannotWrite(target, errno: errno)
         }
         return NetworkEntry(
             architecture: architecture, file: name, sha256: sha, bytes: mapped.size,
@@ -235,8 +240,25 @@ public final class ModelStore: @unchecked Sendable {
     }
 
     /// Commits a model: writes model.json atomically, then removes network
-    /// files it no longer lists.
+    /// files it no longer lists (`versions/<n>/` holds its own links to them).
+    ///
+    /// A model that has versions (it was published to) gets a new version for
+    /// every change, an import's included, kept in
+    /// `versions/<n>/` before model.json names it: nothing it had is lost.
     func commit(_ manifest: ModelManifest) throws {
+        var manifest = manifest
+        if let current = try self.manifest(manifest.name), current.version != nil,
+            manifest.replacing(version: current.version) != current
+        {
+            manifest.version = try nextVersion(model: manifest.name, current: current)
+            try keepVersion(manifest)
+        }
+        try writeManifest(manifest)
+    }
+
+    /// Writes model.json atomically, removes the network files it does not
+    /// list, and drops the model's cached generators.
+    func writeManifest(_ manifest: ModelManifest) throws {
         let dir = folder(manifest.name)
         try AtomicFile.write(try manifest.encoded(), to: dir.appendingPathComponent("model.json"))
         let keep = Set(manifest.networks.values.map(\.file))
@@ -274,7 +296,7 @@ public final class ModelStore: @unchecked Sendable {
 }
 
 /// The sha256 of a mapped file, computed on a background thread.
-private final class BackgroundHash: @unchecked Sendable {
+final class BackgroundHash: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     /// Written once by the hashing thread before it signals `done`.
     private var result = ""
