@@ -266,41 +266,53 @@ extension Conv2D {
         let p = padding.amount
         let (hp, wp) = (inputHeight + 2 * p, inputWidth + 2 * p)
         let gradient = Planes(source: dY, channels: outChannels, channelStride: oh * ow, rowStride: ow)
-        if case .scattered = inputGradientForm {
+        /// Runs `body` into the padded input's gradient [Cin, Hp, Wp], then folds that onto dX.
+        func folding(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+            let padded = UnsafeMutablePointer<Float>.allocate(capacity: inChannels * hp * wp)
+            defer { padded.deallocate() }
+            body(padded)
+            Self.foldPadding(
+                padded, channels: inChannels, rowMap: paddedIndexMap(length: inputHeight, padding: padding),
+                colMap: paddedIndexMap(length: inputWidth, padding: padding), into: dX,
+                pixels: inputHeight * inputWidth, width: inputWidth, compute: compute)
+        }
+        switch inputGradientForm {
+        case .scattered:
             GatherGEMM.scatterTransposed(
                 dY, rows: outChannels, weight: weight.data,
                 map: GatherMap(
                     height: inputHeight, width: inputWidth, kernel: kernel, stride: stride, padding: padding),
                 channels: inChannels, into: dX, height: inputHeight, width: inputWidth, compute: compute)
-            return
-        }
-        if case .flipped(let conv) = inputGradientForm, case .zero = padding, p <= kernel - 1 {
-            // Straight into dX: the unpadded part of the full correlation.
-            let shift = kernel - 1 - p
-            conv.forward(
-                gradient, rowMap: Self.shiftedMap(length: inputHeight + kernel - 1, source: oh, shift: shift),
-                colMap: Self.shiftedMap(length: inputWidth + kernel - 1, source: ow, shift: shift), into: dX,
-                compute: compute)
-            return
-        }
-        let padded = UnsafeMutablePointer<Float>.allocate(capacity: inChannels * hp * wp)
-        defer { padded.deallocate() }
-        switch inputGradientForm {
-        case .flipped(let conv):
-            conv.forward(
-                gradient, rowMap: Self.shiftedMap(length: hp + kernel - 1, source: oh, shift: kernel - 1),
-                colMap: Self.shiftedMap(length: wp + kernel - 1, source: ow, shift: kernel - 1), into: padded,
-                compute: compute)
         case .transposed(let conv):
-            conv.forward(
-                gradient, inputHeight: oh, inputWidth: ow, inputRowBase: 0, outRows: 0..<hp, outputWidth: wp,
-                into: padded, compute: compute)
-        case .scattered: preconditionFailure("handled above")
+            if case .zero = padding {
+                // Straight into dX: the padded input's gradient without its border.
+                conv.forward(
+                    gradient, inputHeight: oh, inputWidth: ow, inputRowBase: 0, outRows: p..<(p + inputHeight),
+                    outColumns: p..<(p + inputWidth), into: dX, compute: compute)
+            } else {
+                folding { padded in
+                    conv.forward(
+                        gradient, inputHeight: oh, inputWidth: ow, inputRowBase: 0, outRows: 0..<hp,
+                        outColumns: 0..<wp, into: padded, compute: compute)
+                }
+            }
+        case .flipped(let conv):
+            if case .zero = padding, p <= kernel - 1 {
+                // Straight into dX: the unpadded part of the full correlation.
+                let shift = kernel - 1 - p
+                conv.forward(
+                    gradient, rowMap: Self.shiftedMap(length: inputHeight + kernel - 1, source: oh, shift: shift),
+                    colMap: Self.shiftedMap(length: inputWidth + kernel - 1, source: ow, shift: shift), into: dX,
+                    compute: compute)
+            } else {
+                folding { padded in
+                    conv.forward(
+                        gradient, rowMap: Self.shiftedMap(length: hp + kernel - 1, source: oh, shift: kernel - 1),
+                        colMap: Self.shiftedMap(length: wp + kernel - 1, source: ow, shift: kernel - 1),
+                        into: padded, compute: compute)
+                }
+            }
         }
-        Self.foldPadding(
-            padded, channels: inChannels, rowMap: paddedIndexMap(length: inputHeight, padding: padding),
-            colMap: paddedIndexMap(length: inputWidth, padding: padding), into: dX,
-            pixels: inputHeight * inputWidth, width: inputWidth, compute: compute)
     }
 
     /// A padded-coordinate map of `length` that reads source row q − shift (zero outside 0..<source).

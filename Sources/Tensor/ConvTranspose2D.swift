@@ -97,21 +97,23 @@ public struct ConvTranspose2D: @unchecked Sendable {
         let (_, ow) = outputSize(height: inputHeight, width: inputWidth)
         forward(
             input, inputHeight: inputHeight, inputWidth: inputWidth, inputRowBase: inputRowBase, outRows: outRows,
-            outputWidth: ow, into: output, compute: compute)
+            outColumns: 0..<ow, into: output, compute: compute)
     }
 
-    /// As above, for an output `outputWidth` wide (columns past the kernel's reach are zero).
+    /// As above, for the output columns `outColumns` only ([Cout, outRows.count, outColumns.count]; rows and
+    /// columns past the kernel's reach are zero).
     func forward(
         _ input: Planes, inputHeight: Int, inputWidth: Int, inputRowBase: Int, outRows: Range<Int>,
-        outputWidth ow: Int, into output: UnsafeMutablePointer<Float>, compute: Compute
+        outColumns: Range<Int>, into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let ow = outColumns.count
         precondition(
             input.channels == inChannels, "transposed conv expects \(inChannels) channels, got \(input.channels)")
         let bandHeight = outRows.count
         for phase in phases {
             // Output rows of this phase inside the band, and columns of the phase.
             let ys = outRows.filter { ($0 % stride) == phase.a }
-            let xs = (0..<ow).filter { ($0 % stride) == phase.b }
+            let xs = outColumns.filter { ($0 % stride) == phase.b }
             if ys.isEmpty || xs.isEmpty { continue }
             var rows = [Int32](repeating: -1, count: phase.tapsY.count * ys.count)
             for (t, ky) in phase.tapsY.enumerated() {
@@ -136,7 +138,9 @@ public struct ConvTranspose2D: @unchecked Sendable {
             GatherGEMM.run(
                 input, map: map, weight: phase.weight.data, bias: bias?.data, outChannels: outChannels,
                 into: output, outStride: bandHeight * ow, compute: compute,
-                placement: .phase(rowStep: stride, colStep: stride, firstRow: firstRow, firstCol: xs[0], width: ow))
+                placement: .phase(
+                    rowStep: stride, colStep: stride, firstRow: firstRow, firstCol: xs[0] - outColumns.lowerBound,
+                    width: ow))
         }
     }
 }
