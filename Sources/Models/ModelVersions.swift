@@ -49,6 +49,7 @@ extension ModelStore {
         model: String, networks: [NetworkRole: (weights: [String: Tensor], architecture: NetworkArchitecture)],
         provenance: Provenance?, training: ModelManifest.Training?
     ) throws -> Int {
+        try ModelImporter.checkName(model, what: "model name")
         guard !networks.isEmpty else { throw ModelStoreError("nothing to publish into \(model): no networks given") }
         for (role, network) in networks {
             try Self.checkFits(network.weights, network.architecture, role: role, model: model)
@@ -90,6 +91,7 @@ extension ModelStore {
     /// Makes version `version` current again, after checking its files. The
     /// version it replaces stays kept, so a rollback can itself be undone.
     public func rollback(model: String, to version: Int) throws {
+        try ModelImporter.checkName(model, what: "model name")
         try withWriteLock {
             guard let current = try manifest(model) else {
                 throw ModelStoreError("no model named \(model) in \(root.path)")

@@ -259,6 +259,11 @@ import Testing
                 model: "cat2dog", networks: trained([.generatorA], shift: 0), provenance: nil, training: nil)
         }
         #expect(missing.problem.contains("no model named cat2dog"))
+        #expect(throws: ModelStoreError.self) {
+            try store.publish(
+                model: "../source/horse2zebra", networks: trained([.generatorA], shift: 0), provenance: nil,
+                training: nil)
+        }
     }
 
     @Test func weightsThatDoNotFitAreRefused() throws {
