@@ -49,7 +49,11 @@ extension ModelStore {
         model: String, networks: [NetworkRole: (weights: [String: Tensor], architecture: NetworkArchitecture)],
         provenance: Provenance?, training: ModelManifest.Training?
     ) throws -> Int {
+        try ModelImporter.checkName(model, what: "model name")
         guard !networks.isEmpty else { throw ModelStoreError("nothing to publish into \(model): no networks given") }
+        for (role, network) in networks {
+            try Self.checkFits(network.weights, network.architecture, role: role, model: model)
+        }
         return try withWriteLock {
             guard let current = try manifest(model) else {
                 throw ModelStoreError("no model named \(model) in \(root.path) (create it first)")
@@ -87,6 +91,7 @@ extension ModelStore {
     /// Makes version `version` current again, after checking its files. The
     /// version it replaces stays kept, so a rollback can itself be undone.
     public func rollback(model: String, to version: Int) throws {
+        try ModelImporter.checkName(model, what: "model name")
         try withWriteLock {
             guard let current = try manifest(model) else {
                 throw ModelStoreError("no model named \(model) in \(root.path)")
@@ -179,6 +184,32 @@ extension ModelStore {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: versions.path)) ?? []
         where name.hasPrefix(".incoming-") {
             try FileManager.default.removeItem(at: versions.appendingPathComponent(name))
+        }
+    }
+
+    /// Refuses weights that are not exactly the parameters of `architecture`,
+    /// or an architecture of the wrong kind for `role`: a published model always loads.
+    private static func checkFits(
+        _ weights: [String: Tensor], _ architecture: NetworkArchitecture, role: NetworkRole, model: String
+    ) throws {
+        guard architecture.kind == role.kind,
+            let expected = architecture.generator?.parameterShapes() ?? architecture.discriminator?.parameterShapes()
+        else {
+            throw ModelStoreError(
+                "cannot publish a \(architecture.kind.rawValue) architecture as \(model) \(role.rawValue)")
+        }
+        var wrong: [String] = []
+        for (name, shape) in expected where weights[name]?.shape != shape {
+            wrong.append(
+                weights[name].map { "\(name) has shape \($0.shape), not \(shape)" } ?? "\(name) \(shape) is missing")
+        }
+        let known = Set(expected.map(\.name))
+        wrong += weights.keys.filter { !known.contains($0) }.sorted().map { "\($0) is not a parameter" }
+        guard wrong.isEmpty else {
+            throw ModelStoreError(
+                "the weights for \(model) \(role.rawValue) do not fit its architecture: "
+                    + wrong.prefix(5).joined(separator: "; ") + (wrong.count > 5 ? "; and \(wrong.count - 5) more" : "")
+            )
         }
     }
 

@@ -259,5 +259,29 @@ import Testing
                 model: "cat2dog", networks: trained([.generatorA], shift: 0), provenance: nil, training: nil)
         }
         #expect(missing.problem.contains("no model named cat2dog"))
+        #expect(throws: ModelStoreError.self) {
+            try store.publish(
+                model: "../source/horse2zebra", networks: trained([.generatorA], shift: 0), provenance: nil,
+                training: nil)
+        }
+    }
+
+    @Test func weightsThatDoNotFitAreRefused() throws {
+        try store.createModel(name: "horse2zebra", domains: .init(a: "horse", b: "zebra"))
+        let discriminator = trained([.discriminatorA], shift: 0)[.discriminatorA]!
+        let asGenerator = try #require(throws: ModelStoreError.self) {
+            try store.publish(
+                model: "horse2zebra", networks: [.generatorA: discriminator], provenance: nil, training: nil)
+        }
+        #expect(asGenerator.problem.contains("cannot publish a discriminator architecture as horse2zebra G_A"))
+        var generator = trained([.generatorA], shift: 0)[.generatorA]!
+        generator.weights["model.1.bias"] = Tensor(shape: [5])
+        generator.weights["extra"] = Tensor(shape: [1])
+        let misfit = try #require(throws: ModelStoreError.self) {
+            try store.publish(model: "horse2zebra", networks: [.generatorA: generator], provenance: nil, training: nil)
+        }
+        #expect(misfit.problem.contains("model.1.bias has shape [5], not [4]"))
+        #expect(misfit.problem.contains("extra is not a parameter"))
+        #expect(try store.manifest("horse2zebra")?.networks.isEmpty == true)
     }
 }
