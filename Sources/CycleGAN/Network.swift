@@ -14,8 +14,11 @@ public final class Network: @unchecked Sendable {
     private let transposed: [String: ConvTranspose2D]
 
     /// `weights` must hold every parameter of `layers` (checked by the architectures).
-    /// `trainable` also builds what the kernels' backward passes need.
-    public init(layers: [Layer], weights: [String: Tensor], trainable: Bool = false) {
+    /// `trainable` also builds what the kernels' backward passes need; `algorithm` is the
+    /// convolutions' (`.exact` rounds as PyTorch's direct convolutions do, see `Conv2D.Algorithm`).
+    public init(
+        layers: [Layer], weights: [String: Tensor], trainable: Bool = false, algorithm: Conv2D.Algorithm = .automatic
+    ) {
         self.layers = layers
         self.weights = weights
         var convs: [String: Conv2D] = [:]
@@ -26,7 +29,7 @@ public final class Network: @unchecked Sendable {
                 case .conv(let c):
                     convs[c.name] = Conv2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,
-                        trainable: trainable)
+                        algorithm: algorithm, trainable: trainable)
                 case .convTranspose(let c):
                     transposed[c.name] = ConvTranspose2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,

@@ -46,6 +46,11 @@ public struct Conv2D: @unchecked Sendable {
     /// How to run a convolution; `.automatic` picks by shape (tests force the others).
     public enum Algorithm: Sendable {
         case automatic
+        /// As `.automatic`, but never Winograd: every output is a plain sum of products, rounded as a direct
+        /// convolution (and PyTorch's) are. Winograd's transforms round more (about 10× a direct sum's error),
+        /// which a training step can turn into an Adam step of the opposite sign for a gradient that is mostly
+        /// cancellation; the backward passes of a layer built with it avoid Winograd too.
+        case exact
         case im2col
         case winograd
         case kn2row
@@ -66,8 +71,8 @@ public struct Conv2D: @unchecked Sendable {
         self.bias = bias
         let chosen: Algorithm
         switch algorithm {
-        case .automatic:
-            if kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32 {
+        case .automatic, .exact:
+            if algorithm == .automatic && kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32 {
                 chosen = .winograd
             } else if stride == 1 && outChannels <= 8 && kernel > 1 {
                 chosen = .kn2row
@@ -100,7 +105,8 @@ public struct Conv2D: @unchecked Sendable {
         } else {
             tapMajor = nil
         }
-        inputGradientForm = trainable ? InputGradientForm(weight: weight, stride: stride) : nil
+        inputGradientForm =
+            trainable ? InputGradientForm(weight: weight, stride: stride, exact: algorithm == .exact) : nil
     }
 
     /// Output size for an input of `height`×`width` with `padding`.
@@ -231,7 +237,7 @@ extension Conv2D {
         /// The derived forms would have ≤ 8 output channels, GEMMs that thin.
         case scattered
 
-        init(weight: Tensor, stride: Int) {
+        init(weight: Tensor, stride: Int, exact: Bool) {
             if weight.shape[1] <= 8 {
                 self = .scattered
                 return
@@ -250,7 +256,7 @@ extension Conv2D {
                     for t in 0..<(k * k) { dst[k * k - 1 - t] = src[t] }
                 }
             }
-            self = .flipped(Conv2D(weight: flipped, bias: nil, stride: 1))
+            self = .flipped(Conv2D(weight: flipped, bias: nil, stride: 1, algorithm: exact ? .exact : .automatic))
         }
     }
 

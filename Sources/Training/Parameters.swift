@@ -30,13 +30,17 @@ final class TrainableNetwork {
     /// `refresh` rebuilds them after an optimizer step.
     private(set) var network: Network
 
+    /// How the convolutions run (`.exact` or `.automatic`, which takes Winograd where it is faster).
+    let algorithm: Conv2D.Algorithm
+
     /// Copies `weights` (reference names) into parameters of its own.
-    init(layers: [Layer], weights: [String: Tensor]) {
+    init(layers: [Layer], weights: [String: Tensor], algorithm: Conv2D.Algorithm = .exact) {
         self.layers = layers
+        self.algorithm = algorithm
         parameters = Layer.parameterShapes(of: layers).map { p in
             Parameter(name: p.name, value: weights[p.name]!.copy())
         }
-        network = Network(layers: layers, weights: Self.values(parameters), trainable: true)
+        network = Network(layers: layers, weights: Self.values(parameters), trainable: true, algorithm: algorithm)
     }
 
     /// The current values by reference name (the tensors themselves, not copies).
@@ -48,7 +52,7 @@ final class TrainableNetwork {
 
     /// Rebuilds every kernel from the current values, so none is stale.
     func refresh() {
-        network = Network(layers: layers, weights: weights, trainable: true)
+        network = Network(layers: layers, weights: weights, trainable: true, algorithm: algorithm)
     }
 
     func zeroGradients() {
