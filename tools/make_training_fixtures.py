@@ -16,9 +16,9 @@ Needs: torch numpy safetensors
 
 from __future__ import annotations
 
+import copy
 import json
 import random
-import shutil
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -119,8 +119,6 @@ def biases_before_norms(net: nn.Module) -> list[str]:
 
 def run(nets: dict[str, nn.Module], opt: Options, pairs, dtype=torch.float32):
     """`len(pairs)` reference iterations on copies of `nets`: (losses, nets after, first visuals)."""
-    import copy
-
     nets = {role: copy.deepcopy(net).to(dtype).train() for role, net in nets.items()}
     model = CycleGAN(opt, *(nets[r] for r in ROLES), pool_rng=random.Random(0))
     losses, visuals = [], {}
