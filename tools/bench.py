@@ -14,6 +14,11 @@ Sections (each a function in SECTIONS; `--only NAME[,NAME]` runs some of them):
             forward passes.
   socket    control socket: ping round trip p50/p99 at idle, and a 256² translate through the
             daemon's socket against the in-process forward (`cyclegand bench`), with the ratio.
+  train     one training iteration (resnet_9blocks, ngf 64, ndf 64, batch 1) at 256² and 128²:
+            `cyclegand train` against tools/torch_train.py --time-only; sec/iter and peak RSS.
+  learn     the synthetic task of tools/synthetic_task.py (swap red and blue, 32²) learnt by
+            `cyclegand train` and by tools/torch_train.py in --learn-iters iterations, both
+            scored against the known answer.
 
 Prints each table and writes them all as markdown to bench/out/results.md.
 `make bench` runs it in .venv; by hand:
@@ -60,6 +65,7 @@ class Context:
     repeat: int
     sizes: list[int]
     out: Path
+    learn_iters: int = 1000
 
 
 @dataclass
@@ -68,6 +74,9 @@ class Section:
     headers: list[str]
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
+    # Set when the section could measure only part of what it compares: its table is still
+    # reported, and the run exits 1.
+    failure: str | None = None
 
     def text(self) -> str:
         widths = [
@@ -552,6 +561,174 @@ def section_daemon(ctx: Context) -> Section:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------
+# train, learn: the training engine against the reference recipe in PyTorch
+# ---------------------------------------------------------------------------
+
+
+def cyclegand_train_missing(ctx: Context) -> str | None:
+    """Why `cyclegand train` cannot run here, or None when it can."""
+    if not ctx.binary.is_file():
+        return f"{ctx.binary} not found (run `make build`)"
+    result = subprocess.run([str(ctx.binary), "train", "--help"], capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[0]
+        return f"`cyclegand train` is not available in {ctx.binary}: {reason}"
+    return None
+
+
+def run_timed(command: list[str], what: str) -> tuple[str, float, float]:
+    """(stdout, wall s, peak RSS MiB) of a command under /usr/bin/time -v; raises with its stderr."""
+    if not Path("/usr/bin/time").is_file():
+        raise RuntimeError("/usr/bin/time not found (apt install time)")
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("\t")]
+        raise RuntimeError(f"{what} failed (exit {result.returncode}): {' | '.join(lines[-5:])}")
+    return (result.stdout, *time_v_figures(result.stderr))
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def loss_log(path: Path) -> list[dict]:
+    """cyclegand's training/loss_log.jsonl: one JSON object per printed iteration."""
+    if not path.is_file():
+        raise RuntimeError(f"cyclegand train wrote no {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def training_images(ctx: Context, size: int, count: int = 4) -> Path:
+    """DIR/trainA, trainB with `count` synthetic size² PNGs each (tools/synthetic_task.py fields)."""
+    from synthetic_task import make
+
+    root = ctx.out / f"train_data_{size}"
+    if not (root / "trainB" / f"{count - 1:04d}.png").is_file():
+        make(root, seed=1, train=count, test=0, size=size)
+    return root
+
+
+TRAIN_NETS = ["--netG", "resnet_9blocks", "--ngf", "64", "--ndf", "64"]
+
+
+def section_train(ctx: Context) -> Section:
+    """One training iteration (forward, G step, D step) of the reference recipe at 256² and 128²."""
+    import shutil
+    import tempfile
+
+    threads = ["--threads", str(ctx.threads)]
+    missing = cyclegand_train_missing(ctx)
+    rows, notes, goals = [], [], []
+    for size in (256, 128):
+        data = training_images(ctx, size)
+        print(f"train {size}²: PyTorch", flush=True)
+        out, _, torch_rss = run_timed(
+            [sys.executable, str(TOOLS / "torch_train.py"), "--time-only", "--size", str(size), "--dataroot", str(data),
+             *TRAIN_NETS, "--iters", "4", *threads], "tools/torch_train.py --time-only")
+        torch_s = last_json(out)["sec_per_iter_median"]
+        ours_s = ours_rss = None
+        if missing is None:
+            print(f"train {size}²: cyclegand", flush=True)
+            work = Path(tempfile.mkdtemp(prefix="cyclegand-bench-"))
+            try:
+                _, _, ours_rss = run_timed(
+                    [str(ctx.binary), "train", "--dataroot", str(data), "--name", "bench_train", "--models-dir",
+                     str(work), *TRAIN_NETS, "--preprocess", "none", "--crop_size", str(size), "--load_size",
+                     str(size), "--no_flip", "--max_iters", "4", "--print_freq", "1", *threads], "cyclegand train")
+                records = sorted(loss_log(work / "bench_train" / "training" / "loss_log.jsonl"),
+                                 key=lambda r: r["iters"])
+                ours_s = statistics.median(r["sec_per_iter"] for r in (records[1:] or records))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        rows.append([f"{size}²", fmt_seconds(ours_s), fmt_seconds(torch_s), ratio(torch_s, ours_s),
+                     "n/a" if ours_rss is None else f"{ours_rss:.0f}", f"{torch_rss:.0f}",
+                     "n/a" if ours_rss is None else f"{100 * ours_rss / torch_rss:.0f} %"])
+        if ours_s is not None:
+            met = torch_s / ours_s >= 1.3 and ours_rss <= 0.6 * torch_rss
+            goals.append(f"{size}²: {'met' if met else 'NOT met'}")
+    notes.append(f"batch 1, {ctx.threads} threads, 4 iterations on 4 synthetic images per domain: median sec/iter of "
+                 "iterations 2-4 (cyclegand: loss_log.jsonl; PyTorch: tools/torch_train.py --time-only); peak RSS of "
+                 "the whole process from /usr/bin/time -v")
+    notes.append("speed = PyTorch s / cyclegand s; goal ≥ 1.3× faster and ≤ 60 % of PyTorch's peak RSS"
+                 + (f" ({'; '.join(goals)})" if goals else ""))
+    headers = ["size", "cyclegand s/iter", "PyTorch s/iter", "speed", "cyclegand RSS MiB", "PyTorch RSS MiB",
+               "RSS cyclegand/PyTorch"]
+    return Section("Training iteration (resnet_9blocks, ngf 64, ndf 64)", headers, rows, notes, failure=missing)
+
+
+LEARN_NETS = ["--netG", "resnet_6blocks", "--ngf", "16", "--ndf", "16"]
+
+
+def section_learn(ctx: Context) -> Section:
+    """The synthetic swap-red-and-blue task (tools/synthetic_task.py) learnt from scratch by both,
+    with the reference recipe (lsgan, λ 10, identity 0.5, pool 50, Adam 2e-4, flips), constant lr."""
+    import shutil
+    import tempfile
+
+    from synthetic_task import make, score
+
+    data = ctx.out / "learn_data"
+    if not (data / "testB" / "0099.png").is_file():
+        make(data, seed=1, train=400, test=100, size=32)
+    n, threads = ctx.learn_iters, ["--threads", str(ctx.threads)]
+    schedule = ["--n_epochs", "1000", "--n_epochs_decay", "0"]
+    missing = cyclegand_train_missing(ctx)
+    rows, notes = [], []
+
+    print(f"learn: PyTorch, {n} iterations", flush=True)
+    torch_out = ctx.out / "learn_torch"
+    shutil.rmtree(torch_out, ignore_errors=True)
+    start = time.perf_counter()
+    out, _, _ = run_timed(
+        [sys.executable, str(TOOLS / "torch_train.py"), "--dataroot", str(data), *LEARN_NETS, "--iters", str(n),
+         *schedule, *threads, "--seed", "1", "--out", str(torch_out)], "tools/torch_train.py")
+    torch_wall = time.perf_counter() - start
+    trained = last_json(out)
+    torch_score = score(torch_out, data / "testA")
+    rows.append(["PyTorch (tools/torch_train.py)", str(n), f"{torch_wall:.0f}",
+                 f"{trained['sec_per_iter_median'] * 1e3:.1f}", f"{torch_score['ratio']:.3f}"])
+
+    if missing is None:
+        print(f"learn: cyclegand, {n} iterations", flush=True)
+        work = Path(tempfile.mkdtemp(prefix="cyclegand-bench-"))
+        try:
+            start = time.perf_counter()
+            run_timed([str(ctx.binary), "train", "--dataroot", str(data), "--name", "learn", "--models-dir", str(work),
+                       *LEARN_NETS, "--preprocess", "none", "--crop_size", "32", "--load_size", "32", "--max_iters",
+                       str(n), *schedule, *threads, "--seed", "1"], "cyclegand train")
+            ours_wall = time.perf_counter() - start
+            records = loss_log(work / "learn" / "training" / "loss_log.jsonl")
+            ours_out = ctx.out / "learn_cyclegand"
+            shutil.rmtree(ours_out, ignore_errors=True)
+            ours_out.mkdir(parents=True)
+            for source in sorted((data / "testA").glob("*.png")):
+                run_timed([str(ctx.binary), "translate", str(source), str(ours_out / source.name), "--models-dir",
+                           str(work), "--direction", "A2B"], "cyclegand translate")
+            ours_score = score(ours_out, data / "testA")
+            per_iter = statistics.median(r["sec_per_iter"] for r in records[1:] or records)
+            rows.insert(0, ["cyclegand train", str(n), f"{ours_wall:.0f}", f"{per_iter * 1e3:.1f}",
+                            f"{ours_score['ratio']:.3f}"])
+            plot = work / "learn" / "training" / "losses.png"
+            if plot.is_file():
+                shutil.copy(plot, ctx.out / "learn_losses.png")
+                notes.append(f"cyclegand's loss curves: {ctx.out / 'learn_losses.png'}")
+            else:
+                notes.append(f"cyclegand wrote no {plot}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    else:
+        rows.insert(0, ["cyclegand train", str(n), "n/a", "n/a", "n/a"])
+    notes.insert(0, f"32² synthetic task (tools/synthetic_task.py, seed 1: 400 train images per domain, 100 testA), "
+                    f"resnet_6blocks, ngf 16, ndf 16, batch 1, {ctx.threads} threads, seed 1, constant lr 0.0002; "
+                    f"ratio = mean |G_A(x) − swapRB(x)| / mean |x − swapRB(x)| on testA "
+                    f"(identity baseline {torch_score['identity_baseline']:.3f}; 0 is the answer)")
+    notes.append("process s: the whole training process (start, data, iterations, and for PyTorch translating "
+                 "testA); ms/iter: median of the iterations after the first")
+    headers = ["trainer", "iterations", "process s", "ms/iter", "ratio to identity baseline"]
+    return Section("Learning the synthetic task (swap red and blue, 32²)", headers, rows, notes, failure=missing)
+
+
 SECTIONS = {
     "forward": section_forward,
     "process": section_process,
@@ -559,7 +736,11 @@ SECTIONS = {
     "large": section_large,
     "daemon": section_daemon,
     "socket": section_socket,
+    "train": section_train,
+    "learn": section_learn,
 }
+# Sections that train from scratch: they need no weights file.
+TRAINING_SECTIONS = {"train", "learn"}
 
 
 def machine_summary(ctx: Context) -> str:
@@ -593,13 +774,14 @@ def main() -> int:
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated, from: {', '.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    parser.add_argument("--learn-iters", type=int, default=1000, help="training iterations of the learn section")
     args = parser.parse_args()
 
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
-    if not args.weights.is_file():
+    if not args.weights.is_file() and any(s not in TRAINING_SECTIONS for s in chosen):
         print(f"error: weights {args.weights} not found; run `make model` or pass --weights", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
@@ -610,6 +792,7 @@ def main() -> int:
         repeat=args.repeat,
         sizes=[int(s) for s in args.sizes.split(",")],
         out=args.out,
+        learn_iters=args.learn_iters,
     )
 
     summary = machine_summary(ctx)
@@ -621,6 +804,9 @@ def main() -> int:
             traceback.print_exc()
             failed.append(name)
             section = Section(f"{name}: failed", ["error"], [[f"{type(error).__name__}: {error}"]])
+        if section.failure:
+            failed.append(name)
+            section.notes.append(f"failed: {section.failure}")
         sections.append(section)
         print("\n" + section.text() + "\n", flush=True)
     report = "\n\n".join(["# cyclegand benchmark", summary] + [s.markdown() for s in sections]) + "\n"

@@ -16,9 +16,9 @@ Needs: torch numpy safetensors
 
 from __future__ import annotations
 
+import copy
 import json
 import random
-import shutil
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -118,19 +118,25 @@ def biases_before_norms(net: nn.Module) -> list[str]:
 
 
 def run(nets: dict[str, nn.Module], opt: Options, pairs, dtype=torch.float32):
-    """`len(pairs)` reference iterations on copies of `nets`: (losses, nets after, first visuals)."""
-    import copy
-
+    """`len(pairs)` reference iterations on copies of `nets`: (losses, nets after, debugging
+    tensors of the first iteration: its visuals and the gradients G_A and D_A stepped with)."""
     nets = {role: copy.deepcopy(net).to(dtype).train() for role, net in nets.items()}
     model = CycleGAN(opt, *(nets[r] for r in ROLES), pool_rng=random.Random(0))
-    losses, visuals = [], {}
+    first = {}
+    # Each parameter takes part in one backward per iteration (G_A's in the G step, D_A's in
+    # the D step), so the gradient a hook sees is the one its Adam step uses.
+    hooks = [p.register_hook(lambda g, key=f"grad.{role}.{name}.0": first.__setitem__(key, g.detach().clone()))
+             for role in ("G_A", "D_A") for name, p in nets[role].named_parameters()]
+    losses = []
     for i, (a, b) in enumerate(pairs):
         step = model.optimize_parameters(a.to(dtype), b.to(dtype))
         losses.append([step[name] for name in LOSS_NAMES])
         if i == 0:
-            visuals = {name: getattr(model, name).detach().clone()
-                       for name in ("fake_B", "rec_A", "fake_A", "rec_B", "idt_A", "idt_B")}
-    return torch.tensor(losses, dtype=torch.float64), nets, visuals
+            for hook in hooks:
+                hook.remove()
+            first.update({f"{name}.0": getattr(model, name).detach().clone()
+                          for name in ("fake_B", "rec_A", "fake_A", "rec_B", "idt_A", "idt_B")})
+    return torch.tensor(losses, dtype=torch.float64), nets, first
 
 
 def main() -> None:
@@ -161,11 +167,11 @@ def main() -> None:
     for name, (gan_mode, iterations, affine, folder, stored) in FIXTURES.items():
         opt = replace(OPTIONS, gan_mode=gan_mode)
         start = sets[folder]
-        losses, after, visuals = run(start, opt, pairs[:iterations])
+        losses, after, first = run(start, opt, pairs[:iterations])
         tensors = {"losses": losses.float()}
         for role in stored:
             tensors.update({f"{role}.{k}": v for k, v in after[role].state_dict().items()})
-        tensors.update({f"{k}.0": v for k, v in visuals.items()})
+        tensors.update({k: v for k, v in first.items() if name == "parity" or not k.startswith("grad.")})
         write(OUT / f"{name}_expected.safetensors", tensors,
               meta(gan_mode=gan_mode, iterations=iterations, checkpoint_set=folder,
                    losses_order=",".join(LOSS_NAMES), G_A_affine=str(affine).lower(), networks=",".join(stored)))

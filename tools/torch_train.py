@@ -17,9 +17,10 @@ Two modes:
     # time training iterations on random images of one size (nothing is read or written)
     python tools/torch_train.py --time-only --size 256 --netG resnet_9blocks --ngf 64 --ndf 64 --iters 4
 
-Both print one JSON object on the last line of stdout: sec_per_iter_median (of the iterations
-after the first), peak_rss_mib (ru_maxrss of this process), and in training mode the loss curve
-(the eight losses every --print_freq iterations) and seconds.
+Both print one JSON object on the last line of stdout: sec_per_iter_median (wall, of the
+iterations after the first), cpu_sec_per_iter_median (process CPU time, all threads: on a shared
+machine the wall figure depends on the neighbours), peak_rss_mib (ru_maxrss of this process),
+and in training mode the loss curve (the eight losses every --print_freq iterations) and seconds.
 
 `CycleGAN.optimize_parameters` is the reference's training step; tools/make_training_fixtures.py
 imports it for the parity fixtures.
@@ -311,14 +312,15 @@ def peak_rss_mib() -> float:
 def train(args, opt: Options) -> dict:
     model = build(opt, args.seed)
     data = UnalignedData(args.dataroot, opt, random.Random(args.seed + 1))
-    times, curve, iteration, epoch_index = [], [], 0, 0
+    times, cpu, curve, iteration, epoch_index = [], [], [], 0, 0
     start = time.perf_counter()
     while iteration < args.iters:
         model.set_lr(opt.lr * lr_factor(opt, epoch_index))
         for real_A, real_B in data.epoch():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             losses = model.optimize_parameters(real_A, real_B)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             iteration += 1
             if iteration % args.print_freq == 0 or iteration == args.iters:
                 curve.append({"iters": iteration, "epoch": epoch_index + opt.epoch_count, **losses})
@@ -331,7 +333,8 @@ def train(args, opt: Options) -> dict:
     if args.out:
         translate_folder(model.G_A, args.dataroot / "testA", args.out)
     return {"iters": args.iters, "seconds": seconds, "sec_per_iter_median": statistics.median(times[1:] or times),
-            "peak_rss_mib": peak_rss_mib(), "losses": curve}
+            "cpu_sec_per_iter_median": statistics.median(cpu[1:] or cpu), "peak_rss_mib": peak_rss_mib(),
+            "losses": curve}
 
 
 def translate_folder(G: nn.Module, source: Path, out: Path) -> None:
@@ -349,22 +352,24 @@ def translate_folder(G: nn.Module, source: Path, out: Path) -> None:
 
 
 def time_only(args, opt: Options) -> dict:
-    """Training iterations on random images (or the first of --dataroot's) at --size²."""
+    """Training iterations on one pair: random --size² images, or the first of DATAROOT/trainA, trainB."""
     model = build(opt, args.seed)
     g = torch.Generator().manual_seed(args.seed)
     if args.dataroot:
-        pick = lambda folder: load_image(image_files(args.dataroot / folder)[0]).unsqueeze(0)  # noqa: E731
-        real_A, real_B = pick("trainA"), pick("trainB")
+        real_A = load_image(image_files(args.dataroot / "trainA")[0]).unsqueeze(0)
+        real_B = load_image(image_files(args.dataroot / "trainB")[0]).unsqueeze(0)
     else:
         real_A = torch.rand(1, 3, args.size, args.size, generator=g) * 2 - 1
         real_B = torch.rand(1, 3, args.size, args.size, generator=g) * 2 - 1
-    times = []
+    times, cpu = [], []
     for _ in range(args.iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.optimize_parameters(real_A, real_B)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     return {"size": list(real_A.shape[-2:]), "iters": args.iters, "sec_per_iter": times,
-            "sec_per_iter_median": statistics.median(times[1:] or times), "peak_rss_mib": peak_rss_mib()}
+            "sec_per_iter_median": statistics.median(times[1:] or times),
+            "cpu_sec_per_iter_median": statistics.median(cpu[1:] or cpu), "peak_rss_mib": peak_rss_mib()}
 
 
 def main() -> int:
@@ -380,14 +385,19 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="losses to stderr as training goes")
     defaults = Options()
     for name, value in asdict(defaults).items():
+        if name == "no_dropout":
+            continue  # the networks here have no dropout layers
         if isinstance(value, bool):
             parser.add_argument(f"--{name}", action="store_true", default=value)
         else:
             parser.add_argument(f"--{name}", type=type(value), default=value)
     args = parser.parse_args()
-    opt = Options(**{name: getattr(args, name) for name in asdict(defaults)})
-    if opt.batch_size != 1 or opt.preprocess != "none" or opt.direction != "AtoB":
-        parser.error("only --batch_size 1, --preprocess none and --direction AtoB are implemented")
+    opt = Options(**{name: getattr(args, name) for name in asdict(defaults) if name != "no_dropout"})
+    implemented = {"batch_size": 1, "preprocess": "none", "direction": "AtoB", "norm": "instance",
+                   "init_type": "normal", "lr_policy": "linear"}
+    for name, value in implemented.items():
+        if getattr(opt, name) != value:
+            parser.error(f"only --{name} {value} is implemented here")
 
     torch.set_num_threads(args.threads)
     if args.time_only:
