@@ -171,6 +171,11 @@ def main() -> None:
         tensors = {"losses": losses.float()}
         for role in stored:
             tensors.update({f"{role}.{k}": v for k, v in after[role].state_dict().items()})
+        # The same steps in float64: the exact answer, where float32 PyTorch's own rounding flips an
+        # Adam step (a gradient that is mostly cancellation), so the Swift test can tell rounding from error.
+        _, exact, _ = run(start, opt, pairs[:iterations], torch.float64)
+        for role in stored:
+            tensors.update({f"exact.{role}.{k}": v.float() for k, v in exact[role].state_dict().items()})
         tensors.update({k: v for k, v in first.items() if name == "parity" or not k.startswith("grad.")})
         write(OUT / f"{name}_expected.safetensors", tensors,
               meta(gan_mode=gan_mode, iterations=iterations, checkpoint_set=folder,

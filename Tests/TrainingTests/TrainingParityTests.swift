@@ -34,14 +34,16 @@ import Testing
         return (model, scratch)
     }
 
-    /// Biases directly before a non-affine instance norm: their gradient is zero in exact arithmetic,
-    /// so what Adam does with them is rounding noise, in PyTorch as here.
-    func beforePlainNorm(_ layers: [Layer]) -> Set<String> {
+    /// Biases directly before an instance norm: the norm subtracts each channel's mean, so their
+    /// gradient is zero in exact arithmetic (affine norm or not), and what Adam does with their
+    /// rounding noise (steps of ±lr) differs between any two implementations, PyTorch's float32
+    /// and float64 included.
+    func beforeNorm(_ layers: [Layer]) -> Set<String> {
         var out: Set<String> = []
         func walk(_ layers: [Layer]) {
             for (i, layer) in layers.enumerated() {
                 if case .residual(let inner) = layer { walk(inner) }
-                guard i + 1 < layers.count, case .norm(let n) = layers[i + 1], !n.affine else { continue }
+                guard i + 1 < layers.count, case .norm = layers[i + 1] else { continue }
                 switch layer {
                 case .conv(let c): out.insert("\(c.name).bias")
                 case .convTranspose(let c): out.insert("\(c.name).bias")
@@ -73,18 +75,30 @@ import Testing
                     "iteration \(it + 1) \(name): \(ours) vs PyTorch \(theirs)")
             }
         }
+        // Every parameter within 1e-5 of PyTorch's. The only exceptions allowed are elements where
+        // PyTorch's float32 run is itself more than 1e-5 from its float64 run (a gradient that is mostly
+        // cancellation, whose Adam step float32 rounding can flip): those must be within 1e-5 of float64.
         var compared = 0
+        var nearExact = 0
         var worst = (name: "", diff: Float(0))
         for (role, net) in model.networks where want.keys.contains(where: { $0.hasPrefix("\(role).") }) {
-            let skip = beforePlainNorm(net.layers)
+            let skip = beforeNorm(net.layers)
             for p in net.parameters where !skip.contains(p.name) {
                 let ref = try #require(want["\(role).\(p.name)"], "PyTorch fixture lacks \(role).\(p.name)")
-                let d = p.value.maxAbsDifference(ref)
-                if d > worst.diff { worst = ("\(role).\(p.name)", d) }
-                compared += 1
+                let exact = try #require(want["exact.\(role).\(p.name)"])
+                for i in 0..<p.count {
+                    var d = abs(p.value.data[i] - ref.data[i])
+                    if d > 1e-5 && abs(ref.data[i] - exact.data[i]) > 1e-5 {
+                        d = abs(p.value.data[i] - exact.data[i])
+                        nearExact += 1
+                    }
+                    if d > worst.diff { worst = ("\(role).\(p.name)[\(i)]", d) }
+                }
+                compared += p.count
             }
         }
-        #expect(compared > 20)
+        #expect(compared > 20_000)
+        #expect(nearExact <= compared / 1000, "\(nearExact) of \(compared) elements judged against float64")
         #expect(worst.diff <= 1e-5, "largest parameter difference after \(iterations) iterations: \(worst)")
     }
 
