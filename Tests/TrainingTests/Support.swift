@@ -30,3 +30,38 @@ final class Scratch {
 func tensors(_ url: URL) throws -> [String: Tensor] {
     try SafeTensorsFile.open(url).tensors.mapValues { $0.copy() }
 }
+
+/// The `cyclegand` executable `swift build --build-tests` put beside this test bundle.
+let cyclegandBinary: String? = {
+    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("cyclegand").path
+    return FileManager.default.isExecutableFile(atPath: beside) ? beside : nil
+}()
+
+/// Runs `cyclegand` with `arguments`; returns its exit status and what it printed.
+@discardableResult
+func cyclegand(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = try startCyclegand(arguments)
+    let output = process.standardOutput as! Pipe
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Starts `cyclegand` with `arguments`, standard output and error into one pipe.
+func startCyclegand(_ arguments: [String]) throws -> Process {
+    guard let cyclegandBinary else { throw TestSupportError("no cyclegand binary beside the test bundle") }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: cyclegandBinary)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    return process
+}
+
+struct TestSupportError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
