@@ -28,7 +28,8 @@ final class TrainableNetwork {
     let parameters: [Parameter]
     /// The kernels (and their derived weight forms) for the current values;
     /// `refresh` rebuilds them after an optimizer step.
-    private(set) var network: Network
+    var network: Network { built! }
+    private var built: Network?
 
     /// How the convolutions run (`.exact` or `.automatic`, which takes Winograd where it is faster).
     let algorithm: Conv2D.Algorithm
@@ -40,7 +41,7 @@ final class TrainableNetwork {
         parameters = Layer.parameterShapes(of: layers).map { p in
             Parameter(name: p.name, value: weights[p.name]!.copy())
         }
-        network = Network(layers: layers, weights: Self.values(parameters), trainable: true, algorithm: algorithm)
+        built = Network(layers: layers, weights: Self.values(parameters), trainable: true, algorithm: algorithm)
     }
 
     /// The current values by reference name (the tensors themselves, not copies).
@@ -52,7 +53,9 @@ final class TrainableNetwork {
 
     /// Rebuilds every kernel from the current values, so none is stale.
     func refresh() {
-        network = Network(layers: layers, weights: weights, trainable: true, algorithm: algorithm)
+        // The old forms go first: with Winograd filters a generator's are hundreds of MB.
+        built = nil
+        built = Network(layers: layers, weights: weights, trainable: true, algorithm: algorithm)
     }
 
     func zeroGradients() {

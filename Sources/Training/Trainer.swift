@@ -39,7 +39,7 @@ public struct TrainingRequest: Sendable {
 /// preparation) are the checkpoint's, or the run would not be the same run.
 let resumableOptions: Set<String> = [
     "n_epochs", "n_epochs_decay", "max_iters", "print_freq", "display_freq", "save_latest_freq", "save_epoch_freq",
-    "threads",
+    "threads", "fast_conv",
 ]
 
 /// How a run ended.
@@ -155,6 +155,7 @@ public final class Trainer {
         // The four networks: from the checkpoint, from the model, or fresh.
         var random = SplitMix64(seed: options.seed).derived(0x1417)
         var initialised: [String] = []
+        let algorithm: Conv2D.Algorithm = options.fast_conv ? .automatic : .exact
         func network(_ role: NetworkRole, generator: Bool) throws -> TrainableNetwork {
             if let saved {
                 let layers =
@@ -165,19 +166,17 @@ public final class Trainer {
                     case .discriminatorB: saved.discriminatorB.sequential
                     }
                 // Values come from the checkpoint's tensors below.
+                let zeros = Layer.parameterShapes(of: layers).map { ($0.name, Tensor(shape: $0.shape)) }
                 return TrainableNetwork(
-                    layers: layers,
-                    weights: Dictionary(
-                        uniqueKeysWithValues: Layer.parameterShapes(of: layers).map { ($0.name, Tensor(shape: $0.shape)) }
-                    ))
+                    layers: layers, weights: Dictionary(uniqueKeysWithValues: zeros), algorithm: algorithm)
             }
             if let entry = manifest?[role] {
                 let weights = try request.store.weights(model: request.name, role: role)
                 if generator, let arch = entry.architecture.generator {
-                    return TrainableNetwork(layers: arch.sequential, weights: weights)
+                    return TrainableNetwork(layers: arch.sequential, weights: weights, algorithm: algorithm)
                 }
                 if !generator, let arch = entry.architecture.discriminator {
-                    return TrainableNetwork(layers: arch.sequential, weights: weights)
+                    return TrainableNetwork(layers: arch.sequential, weights: weights, algorithm: algorithm)
                 }
             }
             initialised.append(role.rawValue)
@@ -189,7 +188,8 @@ public final class Trainer {
             var stream = random.derived(UInt64(NetworkRole.allCases.firstIndex(of: role)!))
             _ = random.next()
             return TrainableNetwork(
-                layers: layers, weights: options.init_type.weights(for: layers, gain: options.init_gain, random: &stream))
+                layers: layers, weights: options.init_type.weights(for: layers, gain: options.init_gain, random: &stream),
+                algorithm: algorithm)
         }
         let gA = try network(.generatorA, generator: true)
         let gB = try network(.generatorB, generator: true)
@@ -400,6 +400,7 @@ extension TrainingOptions {
         case "save_latest_freq": save_latest_freq = other.save_latest_freq
         case "save_epoch_freq": save_epoch_freq = other.save_epoch_freq
         case "threads": threads = other.threads
+        case "fast_conv": fast_conv = other.fast_conv
         default: break
         }
     }

@@ -52,6 +52,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var max_iters: Int?
     public var threads: Int?
     public var seed: UInt64 = 0
+    /// Winograd convolutions where they apply (the residual blocks): faster, but rounded differently
+    /// from PyTorch's direct convolutions (see `Conv2D.Algorithm.exact`).
+    public var fast_conv = false
 
     public init() {}
 

@@ -218,6 +218,10 @@ struct ScheduleOptions: ParsableArguments {
     @Option(name: [.customLong("max_iters"), .customLong("max-iters")], help: "Stop, with a checkpoint, after N iterations of the run.")
     var maxIters: Int?
     @Option(help: "Threads (default: every core).") var threads: Int?
+    @Flag(
+        name: [.customLong("fast_conv"), .customLong("fast-conv")],
+        help: "Winograd convolutions in the residual blocks: faster; rounds differently from PyTorch.")
+    var fastConv = false
     @Option(help: "Seed of every random choice: initial weights, pairing, crops, flips, pools (default 0).")
     var seed: UInt64?
 
@@ -235,6 +239,7 @@ struct ScheduleOptions: ParsableArguments {
             given.insert("threads")
         }
         set(&o.seed, seed, "seed", &given)
+        if fastConv { set(&o.fast_conv, true, "fast_conv", &given) }
     }
 }
 
