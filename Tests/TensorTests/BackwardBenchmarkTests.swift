@@ -126,4 +126,19 @@ struct BackwardBenchmarkTests {
                 format: "instance norm + relu %d×%d: forward %.2f ms, backward %.2f ms (relu's %.2f)", c, pixels,
                 forward, backward, relu))
     }
+
+    /// One Adam step over a generator's 11.4 M parameters.
+    @Test func adam() {
+        let count = 11_378_179
+        let (value, gradient) = (Tensor.random([count], seed: 1), Tensor.random([count], seed: 2))
+        let (m, v) = (Tensor(shape: [count]), Tensor(shape: [count]))
+        var t = 0
+        let ms = time {
+            t += 1
+            Adam.step(
+                value: value.data, gradient: gradient.data, m: m.data, v: v.data, count: count, step: t, lr: 2e-4,
+                beta1: 0.5, compute: Compute(threads: 2))
+        }
+        print(String(format: "Adam over %d values: %.2f ms", count, ms))
+    }
 }
