@@ -81,9 +81,8 @@ enum BLAS {
         let noTrans: Int32 = 111
         let trans: Int32 = 112
         library.sgemm(
-            rowMajor, transposeA ? trans : noTrans, transposeB ? trans : noTrans, Int32(m), Int32(n), Int32(k), 1, a,
-            Int32(lda), b,
-            Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
+            rowMajor, transposeA ? trans : noTrans, transposeB ? trans : noTrans, Int32(m), Int32(n), Int32(k), 1,
+            a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
     }
 }
 

@@ -123,7 +123,15 @@ public enum Elementwise {
         _ g: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, compute: Compute
     ) {
         compute.forSlices(count) { _, slice in
-            for i in slice { g[i] = y[i] > 0 ? g[i] : 0 }
+            var i = slice.lowerBound
+            while i + 8 <= slice.upperBound {
+                let v = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                let out = v.replacing(
+                    with: 0, where: UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self) .<= 0)
+                UnsafeMutableRawPointer(g + i).storeBytes(of: out, as: SIMD8<Float>.self)
+                i += 8
+            }
+            for j in i..<slice.upperBound { g[j] = y[j] > 0 ? g[j] : 0 }
         }
     }
 
@@ -136,7 +144,15 @@ public enum Elementwise {
         _ g: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, slope: Float, compute: Compute
     ) {
         compute.forSlices(count) { _, slice in
-            for i in slice { g[i] = y[i] > 0 ? g[i] : g[i] * slope }
+            var i = slice.lowerBound
+            while i + 8 <= slice.upperBound {
+                let v = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                let negative = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self) .<= 0
+                UnsafeMutableRawPointer(g + i).storeBytes(
+                    of: v.replacing(with: v * slope, where: negative), as: SIMD8<Float>.self)
+                i += 8
+            }
+            for j in i..<slice.upperBound { g[j] = y[j] > 0 ? g[j] : g[j] * slope }
         }
     }
 
@@ -152,7 +168,14 @@ public enum Elementwise {
         _ g: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, compute: Compute
     ) {
         compute.forSlices(count) { _, slice in
-            for i in slice { g[i] = g[i] * (1 - y[i] * y[i]) }
+            var i = slice.lowerBound
+            while i + 8 <= slice.upperBound {
+                let v = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                let t = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(g + i).storeBytes(of: v * (1 - t * t), as: SIMD8<Float>.self)
+                i += 8
+            }
+            for j in i..<slice.upperBound { g[j] = g[j] * (1 - y[j] * y[j]) }
         }
     }
 
@@ -215,26 +238,26 @@ public enum InstanceNorm {
             let g = gamma?[c] ?? 1
             let b = beta?[c] ?? 0
             let (src, xh, out) = (x + c * pixels, xhat + c * pixels, y + c * pixels)
+            let slope: Float
             switch activation {
-            case .none:
-                for i in 0..<pixels {
-                    let v = (src[i] - mu) * r
-                    xh[i] = v
-                    out[i] = v * g + b
-                }
-            case .relu:
-                for i in 0..<pixels {
-                    let v = (src[i] - mu) * r
-                    xh[i] = v
-                    out[i] = max(v * g + b, 0)
-                }
-            case .leakyReLU(let slope):
-                for i in 0..<pixels {
-                    let v = (src[i] - mu) * r
-                    xh[i] = v
-                    let o = v * g + b
-                    out[i] = o > 0 ? o : o * slope
-                }
+            case .none: slope = 1
+            case .relu: slope = 0
+            case .leakyReLU(let s): slope = s
+            }
+            var i = 0
+            while i + 8 <= pixels {
+                let v = (UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self) - mu) * r
+                UnsafeMutableRawPointer(xh + i).storeBytes(of: v, as: SIMD8<Float>.self)
+                let o = v * g + b
+                UnsafeMutableRawPointer(out + i).storeBytes(
+                    of: o.replacing(with: o * slope, where: o .<= 0), as: SIMD8<Float>.self)
+                i += 8
+            }
+            for j in i..<pixels {
+                let v = (src[j] - mu) * r
+                xh[j] = v
+                let o = v * g + b
+                out[j] = o > 0 ? o : o * slope
             }
         }
     }
@@ -249,28 +272,44 @@ public enum InstanceNorm {
         let n = Double(pixels)
         compute.forEach(channels) { c in
             let (g, xh, out) = (dy + c * pixels, xhat + c * pixels, dx + c * pixels)
-            var sums = SIMD4<Double>()
-            var products = SIMD4<Double>()
+            // Runs of 256 summed in Float lanes (vectorised), the runs in Double.
+            var sumDy = 0.0
+            var sumDyXhat = 0.0
             var i = 0
-            while i + 4 <= pixels {
-                let d = SIMD4(Double(g[i]), Double(g[i + 1]), Double(g[i + 2]), Double(g[i + 3]))
-                sums += d
-                products += d * SIMD4(Double(xh[i]), Double(xh[i + 1]), Double(xh[i + 2]), Double(xh[i + 3]))
-                i += 4
-            }
-            var sumDy = sums.sum()
-            var sumDyXhat = products.sum()
             while i < pixels {
-                sumDy += Double(g[i])
-                sumDyXhat += Double(g[i]) * Double(xh[i])
-                i += 1
+                let end = min(pixels, i + 256)
+                var sums = SIMD8<Float>()
+                var products = SIMD8<Float>()
+                while i + 8 <= end {
+                    let d = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                    sums += d
+                    products += d * UnsafeRawPointer(xh + i).loadUnaligned(as: SIMD8<Float>.self)
+                    i += 8
+                }
+                var tailSum: Float = 0
+                var tailProduct: Float = 0
+                while i < end {
+                    tailSum += g[i]
+                    tailProduct += g[i] * xh[i]
+                    i += 1
+                }
+                sumDy += Double(sums.sum()) + Double(tailSum)
+                sumDyXhat += Double(products.sum()) + Double(tailProduct)
             }
             if let dGamma { dGamma[c] += Float(sumDyXhat) }
             if let dBeta { dBeta[c] += Float(sumDy) }
             let a = rstd[c] * (gamma?[c] ?? 1)
             let meanDy = Float(sumDy / n)
             let meanDyXhat = Float(sumDyXhat / n)
-            for i in 0..<pixels { out[i] = a * (g[i] - meanDy - xh[i] * meanDyXhat) }
+            i = 0
+            while i + 8 <= pixels {
+                let d = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                let h = UnsafeRawPointer(xh + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(out + i).storeBytes(
+                    of: a * (d - meanDy - h * meanDyXhat), as: SIMD8<Float>.self)
+                i += 8
+            }
+            for j in i..<pixels { out[j] = a * (g[j] - meanDy - xh[j] * meanDyXhat) }
         }
     }
 }

@@ -5,7 +5,7 @@ import Testing
 
 /// Forward, data gradient and weight gradient of each layer of a 256² ngf-64 generator and of the
 /// discriminator, two threads. Only by hand: CYCLEGAND_BENCH=1 swift test ... --filter BackwardBenchmark
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["CYCLEGAND_BENCH"] != nil))
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["CYCLEGAND_BENCH"] != nil))
 struct BackwardBenchmarkTests {
     struct Layer: Sendable {
         var name: String, cin: Int, cout: Int, kernel: Int, stride: Int, padding: Padding, size: Int
@@ -29,9 +29,9 @@ struct BackwardBenchmarkTests {
         Layer(name: "D c1 s1", cin: 512, cout: 1, kernel: 4, stride: 1, padding: .zero(1), size: 31),
     ]
 
-    /// Best of three, in milliseconds.
+    /// Best of five, in milliseconds.
     func time(_ body: () -> Void) -> Double {
-        (0..<3).map { _ in
+        (0..<5).map { _ in
             let start = DispatchTime.now().uptimeNanoseconds
             body()
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
@@ -40,7 +40,7 @@ struct BackwardBenchmarkTests {
 
     @Test func layers() {
         let compute = Compute(threads: 2)
-        var lines = ["layer            forward   dX      dW+dB   (ms, 2 threads, \(Compute.blasCore))"]
+        var lines = ["layer            forward   dX      dW+dB   build (ms, 2 threads, \(Compute.blasCore))"]
         for l in Self.layers {
             let (h, w) = (l.size, l.size)
             let x = Tensor.random([1, l.cin, h, w], seed: 1)
@@ -50,11 +50,17 @@ struct BackwardBenchmarkTests {
             let forward: Double
             let data: Double
             let weights: Double
+            let build: Double
             if l.transposed {
                 let weight = Tensor.random([l.cin, l.cout, l.kernel, l.kernel], seed: 2, scale: 0.05)
                 let conv = ConvTranspose2D(
                     weight: weight, bias: bias, stride: l.stride, padding: l.padding.amount, outputPadding: 1,
                     trainable: true)
+                build = time {
+                    _ = ConvTranspose2D(
+                        weight: weight, bias: bias, stride: l.stride, padding: l.padding.amount, outputPadding: 1,
+                        trainable: true)
+                }
                 let (oh, ow) = conv.outputSize(height: h, width: w)
                 let dY = Tensor.random([l.cout, oh, ow], seed: 4)
                 let dW = Tensor(shape: weight.shape)
@@ -70,6 +76,7 @@ struct BackwardBenchmarkTests {
             } else {
                 let weight = Tensor.random([l.cout, l.cin, l.kernel, l.kernel], seed: 2, scale: 0.05)
                 let conv = Conv2D(weight: weight, bias: bias, stride: l.stride, trainable: true)
+                build = time { _ = Conv2D(weight: weight, bias: bias, stride: l.stride, trainable: true) }
                 let (oh, ow) = conv.outputSize(height: h, width: w, padding: l.padding)
                 let dY = Tensor.random([l.cout, oh, ow], seed: 4)
                 let dW = Tensor(shape: weight.shape)
@@ -86,8 +93,52 @@ struct BackwardBenchmarkTests {
             }
             lines.append(
                 l.name.padding(toLength: 16, withPad: " ", startingAt: 0)
-                    + [forward, data, weights].map { String(format: "%7.2f ", $0) }.joined())
+                    + [forward, data, weights, build].map { String(format: "%7.2f ", $0) }.joined())
         }
         print(lines.joined(separator: "\n"))
+    }
+
+    /// Instance norm with ReLU, training forward and backward (affine), at the generator's shapes.
+    @Test(arguments: [(64, 256 * 256), (128, 128 * 128), (256, 64 * 64)])
+    func instanceNorm(_ shape: (Int, Int)) {
+        let (c, pixels) = shape
+        let compute = Compute(threads: 2)
+        let x = Tensor.random([c, pixels], seed: 1)
+        let gamma = Tensor.random([c], seed: 2)
+        let beta = Tensor.random([c], seed: 3)
+        let (xhat, rstd, y) = (Tensor(shape: [c, pixels]), Tensor(shape: [c]), Tensor(shape: [c, pixels]))
+        let forward = time {
+            InstanceNorm.trainingForward(
+                x.data, channels: c, pixels: pixels, gamma: gamma.data, beta: beta.data, activation: .relu,
+                xhat: xhat.data, rstd: rstd.data, y: y.data, compute: compute)
+        }
+        let g = Tensor.random([c, pixels], seed: 4)
+        let (dGamma, dBeta) = (Tensor(shape: [c]), Tensor(shape: [c]))
+        let backward = time {
+            Activation.relu.backward(g.data, output: y.data, count: g.count, compute: compute)
+            InstanceNorm.backward(
+                g.data, xhat: xhat.data, rstd: rstd.data, gamma: gamma.data, channels: c, pixels: pixels, dx: g.data,
+                dGamma: dGamma.data, dBeta: dBeta.data, compute: compute)
+        }
+        let relu = time { Activation.relu.backward(g.data, output: y.data, count: g.count, compute: compute) }
+        print(
+            String(
+                format: "instance norm + relu %d×%d: forward %.2f ms, backward %.2f ms (relu's %.2f)", c, pixels,
+                forward, backward, relu))
+    }
+
+    /// One Adam step over a generator's 11.4 M parameters.
+    @Test func adam() {
+        let count = 11_378_179
+        let (value, gradient) = (Tensor.random([count], seed: 1), Tensor.random([count], seed: 2))
+        let (m, v) = (Tensor(shape: [count]), Tensor(shape: [count]))
+        var t = 0
+        let ms = time {
+            t += 1
+            Adam.step(
+                value: value.data, gradient: gradient.data, m: m.data, v: v.data, count: count, step: t, lr: 2e-4,
+                beta1: 0.5, compute: Compute(threads: 2))
+        }
+        print(String(format: "Adam over %d values: %.2f ms", count, ms))
     }
 }
