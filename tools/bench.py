@@ -600,12 +600,15 @@ def loss_log(path: Path) -> list[dict]:
 
 
 def training_images(ctx: Context, size: int, count: int = 4) -> Path:
-    """DIR/trainA, trainB with `count` synthetic size² PNGs each (tools/synthetic_task.py fields)."""
+    """DIR/trainA, trainB with `count` synthetic size² PNGs each (tools/synthetic_task.py fields),
+    written afresh each run (a second or two) so that they follow the generator's code."""
+    import shutil
+
     from synthetic_task import make
 
     root = ctx.out / f"train_data_{size}"
-    if not (root / "trainB" / f"{count - 1:04d}.png").is_file():
-        make(root, seed=1, train=count, test=0, size=size)
+    shutil.rmtree(root, ignore_errors=True)
+    make(root, seed=1, train=count, test=0, size=size)
     return root
 
 
@@ -626,7 +629,11 @@ def section_train(ctx: Context) -> Section:
         out, _, torch_rss = run_timed(
             [sys.executable, str(TOOLS / "torch_train.py"), "--time-only", "--size", str(size), "--dataroot", str(data),
              *TRAIN_NETS, "--iters", "4", *threads], "tools/torch_train.py --time-only")
-        torch_s = last_json(out)["sec_per_iter_median"]
+        timing = last_json(out)
+        torch_s = timing["sec_per_iter_median"]
+        # Each iteration's time, so that a neighbour's burst on a shared machine shows.
+        notes.append(f"{size}² PyTorch iterations: {', '.join(f'{t:.2f}' for t in timing['sec_per_iter'])} s "
+                     f"(CPU {timing['cpu_sec_per_iter_median']:.2f} s/iter)")
         ours_s = ours_rss = None
         if missing is None:
             print(f"train {size}²: cyclegand", flush=True)
@@ -639,6 +646,8 @@ def section_train(ctx: Context) -> Section:
                 records = sorted(loss_log(work / "bench_train" / "training" / "loss_log.jsonl"),
                                  key=lambda r: r["iters"])
                 ours_s = statistics.median(r["sec_per_iter"] for r in (records[1:] or records))
+                each = ", ".join(f"{r['sec_per_iter']:.2f}" for r in records)
+                notes.append(f"{size}² cyclegand iterations: {each} s")
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         rows.append([f"{size}²", fmt_seconds(ours_s), fmt_seconds(torch_s), ratio(torch_s, ours_s),
@@ -647,10 +656,10 @@ def section_train(ctx: Context) -> Section:
         if ours_s is not None:
             met = torch_s / ours_s >= 1.3 and ours_rss <= 0.6 * torch_rss
             goals.append(f"{size}²: {'met' if met else 'NOT met'}")
-    notes.append(f"batch 1, {ctx.threads} threads, 4 iterations on 4 synthetic images per domain: median sec/iter of "
+    notes.insert(0, f"batch 1, {ctx.threads} threads, 4 iterations on 4 synthetic images per domain: median sec/iter of "
                  "iterations 2-4 (cyclegand: loss_log.jsonl; PyTorch: tools/torch_train.py --time-only); peak RSS of "
                  "the whole process from /usr/bin/time -v")
-    notes.append("speed = PyTorch s / cyclegand s; goal ≥ 1.3× faster and ≤ 60 % of PyTorch's peak RSS"
+    notes.insert(1, "speed = PyTorch s / cyclegand s; goal ≥ 1.3× faster and ≤ 60 % of PyTorch's peak RSS"
                  + (f" ({'; '.join(goals)})" if goals else ""))
     headers = ["size", "cyclegand s/iter", "PyTorch s/iter", "speed", "cyclegand RSS MiB", "PyTorch RSS MiB",
                "RSS cyclegand/PyTorch"]
@@ -669,8 +678,8 @@ def section_learn(ctx: Context) -> Section:
     from synthetic_task import make, score
 
     data = ctx.out / "learn_data"
-    if not (data / "testB" / "0099.png").is_file():
-        make(data, seed=1, train=400, test=100, size=32)
+    shutil.rmtree(data, ignore_errors=True)  # written afresh: it follows synthetic_task.py's code
+    make(data, seed=1, train=400, test=100, size=32)
     n, threads = ctx.learn_iters, ["--threads", str(ctx.threads)]
     schedule = ["--n_epochs", "1000", "--n_epochs_decay", "0"]
     missing = cyclegand_train_missing(ctx)
@@ -722,7 +731,8 @@ def section_learn(ctx: Context) -> Section:
     notes.insert(0, f"32² synthetic task (tools/synthetic_task.py, seed 1: 400 train images per domain, 100 testA), "
                     f"resnet_6blocks, ngf 16, ndf 16, batch 1, {ctx.threads} threads, seed 1, constant lr 0.0002; "
                     f"ratio = mean |G_A(x) − swapRB(x)| / mean |x − swapRB(x)| on testA "
-                    f"(identity baseline {torch_score['identity_baseline']:.3f}; 0 is the answer)")
+                    f"(identity baseline {torch_score['identity_baseline']:.3f}; 0 is the answer; an output of the "
+                    f"right colour without structure scores {torch_score['flat_ratio']:.3f})")
     notes.append("process s: the whole training process (start, data, iterations, and for PyTorch translating "
                  "testA); ms/iter: median of the iterations after the first")
     headers = ["trainer", "iterations", "process s", "ms/iter", "ratio to identity baseline"]

@@ -322,6 +322,8 @@ def train(args, opt: Options) -> dict:
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
             iteration += 1
+            if args.out and iteration in args.snapshots:
+                translate_folder(model.G_A, args.dataroot / "testA", args.out.with_name(f"{args.out.name}_{iteration}"))
             if iteration % args.print_freq == 0 or iteration == args.iters:
                 curve.append({"iters": iteration, "epoch": epoch_index + opt.epoch_count, **losses})
                 if args.verbose:
@@ -349,6 +351,7 @@ def translate_folder(G: nn.Module, source: Path, out: Path) -> None:
         for path in image_files(source):
             y = G(load_image(path).unsqueeze(0))
             Image.fromarray(to_8bit(y)).save(out / (path.stem + ".png"))
+    G.train()
 
 
 def time_only(args, opt: Options) -> dict:
@@ -380,6 +383,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--print_freq", type=int, default=50)
+    parser.add_argument("--snapshots", default="", help="iterations (comma-separated) after which testA is also "
+                        "translated, into OUT_<iterations>")
     parser.add_argument("--time-only", action="store_true", help="time iterations on random images of --size²")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--verbose", action="store_true", help="losses to stderr as training goes")
@@ -392,6 +397,7 @@ def main() -> int:
         else:
             parser.add_argument(f"--{name}", type=type(value), default=value)
     args = parser.parse_args()
+    args.snapshots = {int(n) for n in args.snapshots.split(",") if n.strip()}
     opt = Options(**{name: getattr(args, name) for name in asdict(defaults) if name != "no_dropout"})
     implemented = {"batch_size": 1, "preprocess": "none", "direction": "AtoB", "norm": "instance",
                    "init_type": "normal", "lr_policy": "linear"}
