@@ -63,7 +63,7 @@ import Testing
         let change = after.maxAbsDifference(before)
         #expect(change > 1e-4 && change < 1)
         #expect(after.array.allSatisfy { $0.isFinite && abs($0) <= 1 })
-        #expect(try store.versions(model: "modern2vintage").map(\.version) == [1])
+        #expect(try store.versions(model: "modern2vintage").map(\.version) == [1, 2])
         // Both directions exist now, and a second run refuses to start without --continue_train.
         #expect(try store.direction("vintage2modern").role == .generatorB)
         #expect(throws: TrainingError.self) {

@@ -14,19 +14,19 @@ import Testing
     func arguments(data: String, models: String, name: String) -> [String] {
         [
             "train", "--dataroot", data, "--name", name, "--models-dir", models, "--netG", "resnet_6blocks",
-            "--ngf", "8", "--ndf", "8", "--load_size", "36", "--crop_size", "32", "--pool_size", "5",
+            "--ngf", "8", "--ndf", "8", "--load_size", "36", "--crop_size", "28", "--pool_size", "5",
             "--n_epochs", "2", "--n_epochs_decay", "2", "--print_freq", "1", "--display_freq", "20",
             "--save_latest_freq", "7", "--save_epoch_freq", "1", "--max_iters", "70", "--threads", "2", "--seed", "3",
+            "--max_dataset_size", "20",
         ]
     }
 
     @Test(.enabled(if: cyclegandBinary != nil)) func killedRunsResumeExactly() throws {
         let scratch = try Scratch()
-        var task = SyntheticTask(seed: 5, size: 40)
-        try task.write(to: scratch.path("data"), count: 20)
+        let data = fixture("synthetic").path
         let models = scratch.path("models")
 
-        let straight = try cyclegand(arguments(data: scratch.path("data"), models: models, name: "straight"))
+        let straight = try cyclegand(arguments(data: data, models: models, name: "straight"))
         #expect(straight.status == 0, "\(straight.output)")
         let expected = try LossLog.records(at: logURL(models, "straight"))
         #expect(expected.count == 70)
@@ -39,7 +39,7 @@ import Testing
         for attempt in 0..<8 {
             let started = FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint").path)
             let process = try startCyclegand(
-                arguments(data: scratch.path("data"), models: models, name: "killed")
+                arguments(data: data, models: models, name: "killed")
                     + (started ? ["--continue_train"] : []))
             if kills < 3 {
                 let deadline = Date().addingTimeInterval(kills == 0 ? 20 : 0.3 + 1.5 * random.uniform())
