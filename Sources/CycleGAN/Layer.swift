@@ -135,7 +135,9 @@ extension DiscriminatorArchitecture {
                     ConvLayer(
                         name: "model.\(st.index)", inChannels: st.cin, outChannels: st.cout, kernel: 4,
                         stride: st.stride, padding: .zero(1))))
-            if st.norm { out.append(.norm(NormLayer(name: "model.\(st.index + 1)", channels: st.cout, affine: affine))) }
+            if st.norm {
+                out.append(.norm(NormLayer(name: "model.\(st.index + 1)", channels: st.cout, affine: affine)))
+            }
             if st.leaky { out.append(.leakyReLU(0.2)) }
         }
         return out

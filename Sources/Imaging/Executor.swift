@@ -100,7 +100,8 @@ struct StreamedGenerator {
                 w.pending = nil
             case .convTranspose(let c):
                 w.source = TransposedConvStage(
-                    w.source, pending: w.pending, conv: generator.network.convTranspose(c), compute: compute, pool: pool)
+                    w.source, pending: w.pending, conv: generator.network.convTranspose(c), compute: compute, pool: pool
+                )
                 w.pending = nil
             case .norm(let n):
                 let activation = i + 1 < layers.count ? layers[i + 1].activation : nil

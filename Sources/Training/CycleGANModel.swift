@@ -3,19 +3,30 @@ import Tensor
 
 /// The eight losses of one iteration, under the reference's names.
 public struct Losses: Codable, Equatable, Sendable {
-    public var D_A = 0.0
-    public var G_A = 0.0
-    public var cycle_A = 0.0
-    public var idt_A = 0.0
-    public var D_B = 0.0
-    public var G_B = 0.0
-    public var cycle_B = 0.0
-    public var idt_B = 0.0
+    public var dA = 0.0
+    public var gA = 0.0
+    public var cycleA = 0.0
+    public var idtA = 0.0
+    public var dB = 0.0
+    public var gB = 0.0
+    public var cycleB = 0.0
+    public var idtB = 0.0
 
     public static let names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
 
+    enum CodingKeys: String, CodingKey {
+        case dA = "D_A"
+        case gA = "G_A"
+        case cycleA = "cycle_A"
+        case idtA = "idt_A"
+        case dB = "D_B"
+        case gB = "G_B"
+        case cycleB = "cycle_B"
+        case idtB = "idt_B"
+    }
+
     /// In the order of `names`.
-    public var values: [Double] { [D_A, G_A, cycle_A, idt_A, D_B, G_B, cycle_B, idt_B] }
+    public var values: [Double] { [dA, gA, cycleA, idtA, dB, gB, cycleB, idtB] }
 }
 
 /// The reference's GAN objectives for a PatchGAN's logits.
@@ -119,10 +130,10 @@ final class CycleGANModel {
             let idt = identity(a: a, b: b, scale: scale, keep: wanted, losses: &losses)
             let (fakeB, recA) = cycle(
                 real: a, forward: gA, back: gB, critic: dA, lambda: weights.lambdaA, scale: scale, keep: wanted,
-                adversarial: &losses.G_A, cycleLoss: &losses.cycle_A)
+                adversarial: &losses.gA, cycleLoss: &losses.cycleA)
             let (fakeA, recB) = cycle(
                 real: b, forward: gB, back: gA, critic: dB, lambda: weights.lambdaB, scale: scale, keep: wanted,
-                adversarial: &losses.G_B, cycleLoss: &losses.cycle_B)
+                adversarial: &losses.gB, cycleLoss: &losses.cycleB)
             fakesB.append(fakeB)
             fakesA.append(fakeA)
             if wanted, let idt, let recA, let recB {
@@ -137,13 +148,13 @@ final class CycleGANModel {
         dA.zeroGradients()
         dB.zeroGradients()
         for (a, b, fakeB, fakeA) in zip4(realA, realB, fakesB, fakesA) {
-            losses.D_A += discriminate(dA, real: b, fake: poolA.query(fakeB), scale: scale, compute: compute)
-            losses.D_B += discriminate(dB, real: a, fake: poolB.query(fakeA), scale: scale, compute: compute)
+            losses.dA += discriminate(dA, real: b, fake: poolA.query(fakeB), scale: scale, compute: compute)
+            losses.dB += discriminate(dB, real: a, fake: poolB.query(fakeA), scale: scale, compute: compute)
         }
         optimizerD.update([dA, dB], compute: compute)
 
         let n = Double(realA.count)
-        for k in [\Losses.D_A, \.G_A, \.cycle_A, \.idt_A, \.D_B, \.G_B, \.cycle_B, \.idt_B] { losses[keyPath: k] /= n }
+        for k in [\Losses.dA, \.gA, \.cycleA, \.idtA, \.dB, \.gB, \.cycleB, \.idtB] { losses[keyPath: k] /= n }
         return (losses, visuals)
 
         func identity(a: Tensor, b: Tensor, scale: Float, keep: Bool, losses: inout Losses) -> (a: Tensor, b: Tensor)? {
@@ -153,11 +164,11 @@ final class CycleGANModel {
             // idt_A = G_A(real_B) ≈ real_B, weighted by λ_B; idt_B = G_B(real_A) ≈ real_A, by λ_A.
             let idtA = reconstruct(
                 b, through: gA, target: b, weight: weights.lambdaB * weights.lambdaIdentity, scale: scale,
-                loss: &losses.idt_A)
+                loss: &losses.idtA)
             let keptA = keep ? idtA.copy() : nil
             let idtB = reconstruct(
                 a, through: gB, target: a, weight: weights.lambdaA * weights.lambdaIdentity, scale: scale,
-                loss: &losses.idt_B)
+                loss: &losses.idtB)
             return keep ? (keptA!, idtB.copy()) : nil
         }
 
@@ -168,7 +179,8 @@ final class CycleGANModel {
             let tape = tapes.tape(0, layers: net.layers, shape: x.shape)
             let y = tape.forward(x, network: net.network, compute: compute)
             let g = scratch.tensor("grad.image", shape: y.shape)
-            loss += Double(weight * Loss.l1(y.data, target.data, count: y.count, gradient: g.data, scale: weight * scale))
+            loss += Double(
+                weight * Loss.l1(y.data, target.data, count: y.count, gradient: g.data, scale: weight * scale))
             tape.backward(g.data, network: net.network, parameters: net, inputGradient: nil, compute: compute)
             return y
         }
@@ -204,7 +216,8 @@ final class CycleGANModel {
                 compute: compute)
             Elementwise.add(gFake.data, gCritic.data, count: fake.count, compute: compute)
 
-            first.backward(gFake.data, network: forward.network, parameters: forward, inputGradient: nil, compute: compute)
+            first.backward(
+                gFake.data, network: forward.network, parameters: forward, inputGradient: nil, compute: compute)
             return (fake, kept)
         }
     }

@@ -155,7 +155,7 @@ public final class Trainer {
         // The four networks: from the checkpoint, from the model, or fresh.
         var random = SplitMix64(seed: options.seed).derived(0x1417)
         var initialised: [String] = []
-        let algorithm: Conv2D.Algorithm = options.fast_conv ? .automatic : .exact
+        let algorithm: Conv2D.Algorithm = options.fastConv ? .automatic : .exact
         func network(_ role: NetworkRole, generator: Bool) throws -> TrainableNetwork {
             if let saved {
                 let layers =
@@ -183,12 +183,14 @@ public final class Trainer {
             let layers =
                 generator
                 ? options.generatorArchitecture.sequential
-                : options.discriminatorArchitecture(channels: role == .discriminatorA ? options.output_nc : options.input_nc)
-                    .sequential
+                : options.discriminatorArchitecture(
+                    channels: role == .discriminatorA ? options.outputNC : options.inputNC
+                )
+                .sequential
             var stream = random.derived(UInt64(NetworkRole.allCases.firstIndex(of: role)!))
             _ = random.next()
             return TrainableNetwork(
-                layers: layers, weights: options.init_type.weights(for: layers, gain: options.init_gain, random: &stream),
+                layers: layers, weights: options.initType.weights(for: layers, gain: options.initGain, random: &stream),
                 algorithm: algorithm)
         }
         let gA = try network(.generatorA, generator: true)
@@ -198,16 +200,16 @@ public final class Trainer {
         self.initialised = initialised
         let pools = SplitMix64(seed: options.seed).derived(0x9001)
         var weights = LossWeights()
-        weights.ganMode = options.gan_mode
-        weights.lambdaA = options.lambda_A
-        weights.lambdaB = options.lambda_B
-        weights.lambdaIdentity = options.lambda_identity
+        weights.ganMode = options.ganMode
+        weights.lambdaA = options.lambdaA
+        weights.lambdaB = options.lambdaB
+        weights.lambdaIdentity = options.lambdaIdentity
         model = CycleGANModel(
             gA: gA, gB: gB, dA: dA, dB: dB,
             optimizerG: AdamOptimizer(lr: options.lr, beta1: options.beta1),
             optimizerD: AdamOptimizer(lr: options.lr, beta1: options.beta1),
-            poolA: ImagePool(size: options.pool_size, random: pools.derived(1)),
-            poolB: ImagePool(size: options.pool_size, random: pools.derived(2)), weights: weights)
+            poolA: ImagePool(size: options.poolSize, random: pools.derived(1)),
+            poolB: ImagePool(size: options.poolSize, random: pools.derived(2)), weights: weights)
 
         func architecture(_ net: TrainableNetwork) -> (GeneratorArchitecture?, DiscriminatorArchitecture?) {
             let shapes = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0.value.shape) })
@@ -221,10 +223,10 @@ public final class Trainer {
         } else {
             state = TrainingState(
                 options: options, domains: domains, generatorA: architecture(gA).0!, generatorB: architecture(gB).0!,
-                discriminatorA: architecture(dA).1!, discriminatorB: architecture(dB).1!, epoch: options.epoch_count,
+                discriminatorA: architecture(dA).1!, discriminatorB: architecture(dB).1!, epoch: options.epochCount,
                 batchesDone: 0, epochIter: 0, totalIters: 0, iterations: 0, adamStepsG: 0, adamStepsD: 0,
-                poolA: .init(size: options.pool_size, count: 0, random: model.poolA.random),
-                poolB: .init(size: options.pool_size, count: 0, random: model.poolB.random), skipped: 0)
+                poolA: .init(size: options.poolSize, count: 0, random: model.poolA.random),
+                poolB: .init(size: options.poolSize, count: 0, random: model.poolB.random), skipped: 0)
         }
         report = try TrainingReport(
             folder: folder, modelName: request.name, datasetSize: dataset.count, options: options.dictionary)
@@ -238,18 +240,20 @@ public final class Trainer {
     /// Trains until the schedule ends, `max_iters` is reached or `shouldStop` says so (checked after every
     /// iteration); then checkpoints and publishes the networks as the model's current version.
     public func run(shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
-        let batches = (dataset.count + options.batch_size - 1) / options.batch_size
+        let batches = (dataset.count + options.batchSize - 1) / options.batchSize
         // A checkpoint taken after an epoch's last batch: finish that epoch as the uninterrupted run did.
         if state.batchesDone >= batches { try endEpoch() }
         let prefetcher = Prefetcher(
-            dataset: dataset, seed: options.seed, epoch: state.epoch, index: state.batchesDone * options.batch_size)
+            dataset: dataset, seed: options.seed, epoch: state.epoch, index: state.batchesDone * options.batchSize)
         defer { prefetcher.stop() }
         if resumed {
             observer?.message(
                 "resuming \(name) at epoch \(state.epoch), image \(state.epochIter) of \(dataset.count) "
                     + "(\(state.iterations) iterations done)")
         } else if !initialised.isEmpty {
-            observer?.message("\(name): initialised \(initialised.joined(separator: ", ")) (\(options.init_type.rawValue), gain \(options.init_gain))")
+            observer?.message(
+                "\(name): initialised \(initialised.joined(separator: ", ")) (\(options.initType.rawValue), gain \(options.initGain))"
+            )
         }
         var last: Losses?
         var reason = TrainingSummary.Reason.finished
@@ -259,13 +263,13 @@ public final class Trainer {
             model.optimizerG.lr = lr
             model.optimizerD.lr = lr
             while state.batchesDone < batches {
-                let size = min(options.batch_size, dataset.count - state.batchesDone * options.batch_size)
+                let size = min(options.batchSize, dataset.count - state.batchesDone * options.batchSize)
                 let dataStart = Date()
                 let samples = try (0..<size).map { _ in try prefetcher.next() }
                 let dataSeconds = Date().timeIntervalSince(dataStart)
                 let start = Date()
                 // The reference's train.py tests its image counter after adding the batch.
-                let display = (state.totalIters + size) % options.display_freq == 0
+                let display = (state.totalIters + size) % options.displayFreq == 0
                 let (losses, visuals) = model.optimize(
                     realA: samples.map(\.a), realB: samples.map(\.b), wantVisuals: display, compute: compute)
                 let seconds = Date().timeIntervalSince(start)
@@ -277,7 +281,7 @@ public final class Trainer {
                 state.iterations += 1
                 state.skipped = prefetcher.skippedCount
 
-                if state.totalIters % options.print_freq == 0 {
+                if state.totalIters % options.printFreq == 0 {
                     try report.record(
                         LossRecord(
                             epoch: state.epoch, iters: state.epochIter, totalIters: state.totalIters, lr: Double(lr),
@@ -287,10 +291,10 @@ public final class Trainer {
                     try writeSamples(visuals)
                 }
                 observer?.progress(progress(losses, rate: rate, batches: batches))
-                if state.totalIters % options.save_latest_freq == 0 {
+                if state.totalIters % options.saveLatestFreq == 0 {
                     try saveCheckpoint()
                 }
-                if let m = options.max_iters, state.iterations >= m {
+                if let m = options.maxIters, state.iterations >= m {
                     reason = .maxIters
                     break training
                 }
@@ -312,10 +316,10 @@ public final class Trainer {
     private func progress(_ losses: Losses, rate: RateMeter, batches: Int) -> TrainingProgress {
         let perSecond = rate.perSecond
         var left = (options.lastEpoch - state.epoch) * batches + (batches - state.batchesDone)
-        if let m = options.max_iters { left = min(left, max(0, m - state.iterations)) }
+        if let m = options.maxIters { left = min(left, max(0, m - state.iterations)) }
         return TrainingProgress(
             epoch: state.epoch, lastEpoch: options.lastEpoch, epochIter: state.epochIter, epochSize: dataset.count,
-            totalIters: state.totalIters, iterations: state.iterations, maxIters: options.max_iters, losses: losses,
+            totalIters: state.totalIters, iterations: state.iterations, maxIters: options.maxIters, losses: losses,
             iterationsPerSecond: perSecond, secondsLeft: perSecond > 0 ? Double(left) / perSecond : nil,
             skipped: state.skipped)
     }
@@ -326,7 +330,7 @@ public final class Trainer {
         state.epochIter = 0
         let finished = state.epoch
         state.epoch += 1
-        if finished % options.save_epoch_freq == 0 { try saveCheckpoint() }
+        if finished % options.saveEpochFreq == 0 { try saveCheckpoint() }
         observer?.message("end of epoch \(finished) of \(options.lastEpoch)")
     }
 
@@ -344,7 +348,9 @@ public final class Trainer {
     /// Makes the four networks the model's current version (the one before stays under versions/).
     @discardableResult
     public func publish() throws -> Int {
-        func entry(_ net: TrainableNetwork, generator: Bool) -> (weights: [String: Tensor], architecture: NetworkArchitecture) {
+        func entry(_ net: TrainableNetwork, generator: Bool) -> (
+            weights: [String: Tensor], architecture: NetworkArchitecture
+        ) {
             let shapes = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0.value.shape) })
             let arch =
                 generator
@@ -392,15 +398,15 @@ extension TrainingOptions {
     /// Copies one option, by its reference name, from `other`.
     mutating func take(_ key: String, from other: TrainingOptions) {
         switch key {
-        case "n_epochs": n_epochs = other.n_epochs
-        case "n_epochs_decay": n_epochs_decay = other.n_epochs_decay
-        case "max_iters": max_iters = other.max_iters
-        case "print_freq": print_freq = other.print_freq
-        case "display_freq": display_freq = other.display_freq
-        case "save_latest_freq": save_latest_freq = other.save_latest_freq
-        case "save_epoch_freq": save_epoch_freq = other.save_epoch_freq
+        case "n_epochs": nEpochs = other.nEpochs
+        case "n_epochs_decay": nEpochsDecay = other.nEpochsDecay
+        case "max_iters": maxIters = other.maxIters
+        case "print_freq": printFreq = other.printFreq
+        case "display_freq": displayFreq = other.displayFreq
+        case "save_latest_freq": saveLatestFreq = other.saveLatestFreq
+        case "save_epoch_freq": saveEpochFreq = other.saveEpochFreq
         case "threads": threads = other.threads
-        case "fast_conv": fast_conv = other.fast_conv
+        case "fast_conv": fastConv = other.fastConv
         default: break
         }
     }

@@ -38,7 +38,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "A folder with trainA/ and trainB/.") var dataroot: String
     @Option(help: "The model to create or continue.") var name: String
     @Option(help: ArgumentHelp("Domain names of a new model (default A,B).", valueName: "A,B")) var domains: String?
-    @Flag(name: [.customLong("continue_train"), .customLong("continue-train")], help: "Resume or fine-tune an existing model.")
+    @Flag(
+        name: [.customLong("continue_train"), .customLong("continue-train")],
+        help: "Resume or fine-tune an existing model.")
     var continueTrain = false
     @OptionGroup var location: ModelsDirOption
     @OptionGroup(title: "Networks") var networks: NetworkOptions
@@ -89,19 +91,28 @@ struct TrainCommand: ParsableCommand {
 
 /// `--netG`, `--ngf`, ... (reference names; the kebab-case spellings too).
 struct NetworkOptions: ParsableArguments {
-    @Option(name: .customLong("netG"), help: "resnet_9blocks | resnet_6blocks (default resnet_9blocks).") var netG: String?
+    @Option(name: .customLong("netG"), help: "resnet_9blocks | resnet_6blocks (default resnet_9blocks).") var netG:
+        String?
     @Option(help: "Generator filters in the first conv (default 64).") var ngf: Int?
     @Option(name: .customLong("netD"), help: "basic (3 layers) | n_layers (see --n_layers_D) (default basic).")
     var netD: String?
-    @Option(name: [.customLong("n_layers_D"), .customLong("n-layers-d")], help: "Discriminator layers with --netD n_layers (default 3).")
+    @Option(
+        name: [.customLong("n_layers_D"), .customLong("n-layers-d")],
+        help: "Discriminator layers with --netD n_layers (default 3).")
     var nLayersD: Int?
     @Option(help: "Discriminator filters in the first conv (default 64).") var ndf: Int?
     @Option(help: "instance (the only one here).") var norm: String?
-    @Option(name: [.customLong("init_type"), .customLong("init-type")], help: "normal | xavier | kaiming | orthogonal (default normal).")
+    @Option(
+        name: [.customLong("init_type"), .customLong("init-type")],
+        help: "normal | xavier | kaiming | orthogonal (default normal).")
     var initType: String?
-    @Option(name: [.customLong("init_gain"), .customLong("init-gain")], help: "Scale of the initial weights (default 0.02).")
+    @Option(
+        name: [.customLong("init_gain"), .customLong("init-gain")], help: "Scale of the initial weights (default 0.02)."
+    )
     var initGain: Double?
-    @Option(name: [.customLong("input_nc"), .customLong("input-nc")], help: "Channels of domain A: 3 or 1 (grey) (default 3).")
+    @Option(
+        name: [.customLong("input_nc"), .customLong("input-nc")],
+        help: "Channels of domain A: 3 or 1 (grey) (default 3).")
     var inputNC: Int?
     @Option(name: [.customLong("output_nc"), .customLong("output-nc")], help: "Channels of domain B (default 3).")
     var outputNC: Int?
@@ -110,15 +121,15 @@ struct NetworkOptions: ParsableArguments {
         set(&o.netG, netG, "netG", &given)
         set(&o.ngf, ngf, "ngf", &given)
         set(&o.netD, netD, "netD", &given)
-        set(&o.n_layers_D, nLayersD, "n_layers_D", &given)
+        set(&o.nLayersD, nLayersD, "n_layers_D", &given)
         set(&o.ndf, ndf, "ndf", &given)
         set(&o.norm, norm, "norm", &given)
-        set(&o.init_gain, initGain, "init_gain", &given)
-        set(&o.input_nc, inputNC, "input_nc", &given)
-        set(&o.output_nc, outputNC, "output_nc", &given)
+        set(&o.initGain, initGain, "init_gain", &given)
+        set(&o.inputNC, inputNC, "input_nc", &given)
+        set(&o.outputNC, outputNC, "output_nc", &given)
         if let initType {
             given.insert("init_type")
-            o.init_type = InitType(rawValue: initType) ?? o.init_type
+            o.initType = InitType(rawValue: initType) ?? o.initType
         }
     }
 
@@ -132,61 +143,76 @@ struct NetworkOptions: ParsableArguments {
 struct OptimisationOptions: ParsableArguments {
     @Option(name: [.customLong("gan_mode"), .customLong("gan-mode")], help: "lsgan | vanilla (default lsgan).")
     var ganMode: String?
-    @Option(name: [.customLong("lambda_A"), .customLong("lambda-a")], help: "Weight of the A→B→A cycle loss (default 10).")
+    @Option(
+        name: [.customLong("lambda_A"), .customLong("lambda-a")], help: "Weight of the A→B→A cycle loss (default 10).")
     var lambdaA: Float?
-    @Option(name: [.customLong("lambda_B"), .customLong("lambda-b")], help: "Weight of the B→A→B cycle loss (default 10).")
+    @Option(
+        name: [.customLong("lambda_B"), .customLong("lambda-b")], help: "Weight of the B→A→B cycle loss (default 10).")
     var lambdaB: Float?
     @Option(
         name: [.customLong("lambda_identity"), .customLong("lambda-identity")],
         help: "Identity loss, as a fraction of the cycle weights; 0 turns it off (default 0.5).")
     var lambdaIdentity: Float?
-    @Option(name: [.customLong("pool_size"), .customLong("pool-size")], help: "Fakes kept for the discriminators; 0 = none (default 50).")
+    @Option(
+        name: [.customLong("pool_size"), .customLong("pool-size")],
+        help: "Fakes kept for the discriminators; 0 = none (default 50).")
     var poolSize: Int?
     @Option(help: "Initial Adam learning rate (default 0.0002).") var lr: Float?
     @Option(help: "Adam's β1 (default 0.5).") var beta1: Float?
     @Option(name: [.customLong("lr_policy"), .customLong("lr-policy")], help: "linear (the only one here).")
     var lrPolicy: String?
-    @Option(name: [.customLong("n_epochs"), .customLong("n-epochs")], help: "Epochs at the initial rate (default 100).")
+    @Option(
+        name: [.customLong("n_epochs"), .customLong("n-epochs")], help: "Epochs at the initial rate (default 100).")
     var nEpochs: Int?
-    @Option(name: [.customLong("n_epochs_decay"), .customLong("n-epochs-decay")], help: "Epochs of linear decay to almost 0 (default 100).")
+    @Option(
+        name: [.customLong("n_epochs_decay"), .customLong("n-epochs-decay")],
+        help: "Epochs of linear decay to almost 0 (default 100).")
     var nEpochsDecay: Int?
-    @Option(name: [.customLong("epoch_count"), .customLong("epoch-count")], help: "The first epoch's number (default 1).")
+    @Option(
+        name: [.customLong("epoch_count"), .customLong("epoch-count")], help: "The first epoch's number (default 1).")
     var epochCount: Int?
     @Option(name: [.customLong("batch_size"), .customLong("batch-size")], help: "Images per iteration (default 1).")
     var batchSize: Int?
 
     func apply(to o: inout TrainingOptions, given: inout Set<String>) throws {
         if let ganMode {
-            guard let m = GANMode(rawValue: ganMode) else { throw ValidationError("--gan_mode \(ganMode): lsgan or vanilla") }
-            o.gan_mode = m
+            guard let m = GANMode(rawValue: ganMode) else {
+                throw ValidationError("--gan_mode \(ganMode): lsgan or vanilla")
+            }
+            o.ganMode = m
             given.insert("gan_mode")
         }
-        set(&o.lambda_A, lambdaA, "lambda_A", &given)
-        set(&o.lambda_B, lambdaB, "lambda_B", &given)
-        set(&o.lambda_identity, lambdaIdentity, "lambda_identity", &given)
-        set(&o.pool_size, poolSize, "pool_size", &given)
+        set(&o.lambdaA, lambdaA, "lambda_A", &given)
+        set(&o.lambdaB, lambdaB, "lambda_B", &given)
+        set(&o.lambdaIdentity, lambdaIdentity, "lambda_identity", &given)
+        set(&o.poolSize, poolSize, "pool_size", &given)
         set(&o.lr, lr, "lr", &given)
         set(&o.beta1, beta1, "beta1", &given)
-        set(&o.lr_policy, lrPolicy, "lr_policy", &given)
-        set(&o.n_epochs, nEpochs, "n_epochs", &given)
-        set(&o.n_epochs_decay, nEpochsDecay, "n_epochs_decay", &given)
-        set(&o.epoch_count, epochCount, "epoch_count", &given)
-        set(&o.batch_size, batchSize, "batch_size", &given)
+        set(&o.lrPolicy, lrPolicy, "lr_policy", &given)
+        set(&o.nEpochs, nEpochs, "n_epochs", &given)
+        set(&o.nEpochsDecay, nEpochsDecay, "n_epochs_decay", &given)
+        set(&o.epochCount, epochCount, "epoch_count", &given)
+        set(&o.batchSize, batchSize, "batch_size", &given)
     }
 }
 
 struct DataArguments: ParsableArguments {
     @Option(help: "resize_and_crop | crop | scale_width | scale_width_and_crop | none (default resize_and_crop).")
     var preprocess: String?
-    @Option(name: [.customLong("load_size"), .customLong("load-size")], help: "Resize to this size first (default 286).")
+    @Option(
+        name: [.customLong("load_size"), .customLong("load-size")], help: "Resize to this size first (default 286).")
     var loadSize: Int?
     @Option(name: [.customLong("crop_size"), .customLong("crop-size")], help: "Then crop to this size (default 256).")
     var cropSize: Int?
     @Flag(name: [.customLong("no_flip"), .customLong("no-flip")], help: "No random horizontal flips.")
     var noFlip = false
-    @Flag(name: [.customLong("serial_batches"), .customLong("serial-batches")], help: "Pair A[i] with B[i] in order, no shuffling.")
+    @Flag(
+        name: [.customLong("serial_batches"), .customLong("serial-batches")],
+        help: "Pair A[i] with B[i] in order, no shuffling.")
     var serialBatches = false
-    @Option(name: [.customLong("max_dataset_size"), .customLong("max-dataset-size")], help: "Use at most this many images per domain.")
+    @Option(
+        name: [.customLong("max_dataset_size"), .customLong("max-dataset-size")],
+        help: "Use at most this many images per domain.")
     var maxDatasetSize: Int?
 
     func apply(to o: inout TrainingOptions, given: inout Set<String>) throws {
@@ -198,24 +224,34 @@ struct DataArguments: ParsableArguments {
             o.preprocess = p
             given.insert("preprocess")
         }
-        set(&o.load_size, loadSize, "load_size", &given)
-        set(&o.crop_size, cropSize, "crop_size", &given)
-        if noFlip { set(&o.no_flip, true, "no_flip", &given) }
-        if serialBatches { set(&o.serial_batches, true, "serial_batches", &given) }
-        set(&o.max_dataset_size, maxDatasetSize, "max_dataset_size", &given)
+        set(&o.loadSize, loadSize, "load_size", &given)
+        set(&o.cropSize, cropSize, "crop_size", &given)
+        if noFlip { set(&o.noFlip, true, "no_flip", &given) }
+        if serialBatches { set(&o.serialBatches, true, "serial_batches", &given) }
+        set(&o.maxDatasetSize, maxDatasetSize, "max_dataset_size", &given)
     }
 }
 
 struct ScheduleOptions: ParsableArguments {
-    @Option(name: [.customLong("print_freq"), .customLong("print-freq")], help: "Log the losses every N images (default 100).")
+    @Option(
+        name: [.customLong("print_freq"), .customLong("print-freq")],
+        help: "Log the losses every N images (default 100).")
     var printFreq: Int?
-    @Option(name: [.customLong("display_freq"), .customLong("display-freq")], help: "Write a sample grid every N images (default 400).")
+    @Option(
+        name: [.customLong("display_freq"), .customLong("display-freq")],
+        help: "Write a sample grid every N images (default 400).")
     var displayFreq: Int?
-    @Option(name: [.customLong("save_latest_freq"), .customLong("save-latest-freq")], help: "Checkpoint every N images (default 5000).")
+    @Option(
+        name: [.customLong("save_latest_freq"), .customLong("save-latest-freq")],
+        help: "Checkpoint every N images (default 5000).")
     var saveLatestFreq: Int?
-    @Option(name: [.customLong("save_epoch_freq"), .customLong("save-epoch-freq")], help: "Checkpoint every N epochs (default 5).")
+    @Option(
+        name: [.customLong("save_epoch_freq"), .customLong("save-epoch-freq")],
+        help: "Checkpoint every N epochs (default 5).")
     var saveEpochFreq: Int?
-    @Option(name: [.customLong("max_iters"), .customLong("max-iters")], help: "Stop, with a checkpoint, after N iterations of the run.")
+    @Option(
+        name: [.customLong("max_iters"), .customLong("max-iters")],
+        help: "Stop, with a checkpoint, after N iterations of the run.")
     var maxIters: Int?
     @Option(help: "Threads (default: every core).") var threads: Int?
     @Flag(
@@ -226,12 +262,12 @@ struct ScheduleOptions: ParsableArguments {
     var seed: UInt64?
 
     func apply(to o: inout TrainingOptions, given: inout Set<String>) {
-        set(&o.print_freq, printFreq, "print_freq", &given)
-        set(&o.display_freq, displayFreq, "display_freq", &given)
-        set(&o.save_latest_freq, saveLatestFreq, "save_latest_freq", &given)
-        set(&o.save_epoch_freq, saveEpochFreq, "save_epoch_freq", &given)
+        set(&o.printFreq, printFreq, "print_freq", &given)
+        set(&o.displayFreq, displayFreq, "display_freq", &given)
+        set(&o.saveLatestFreq, saveLatestFreq, "save_latest_freq", &given)
+        set(&o.saveEpochFreq, saveEpochFreq, "save_epoch_freq", &given)
         if let maxIters {
-            o.max_iters = maxIters
+            o.maxIters = maxIters
             given.insert("max_iters")
         }
         if let threads {
@@ -239,7 +275,7 @@ struct ScheduleOptions: ParsableArguments {
             given.insert("threads")
         }
         set(&o.seed, seed, "seed", &given)
-        if fastConv { set(&o.fast_conv, true, "fast_conv", &given) }
+        if fastConv { set(&o.fastConv, true, "fast_conv", &given) }
     }
 }
 
@@ -338,6 +374,7 @@ private final class ConsoleProgress: TrainingObserver, @unchecked Sendable {
 
     private func duration(_ s: Double) -> String {
         let t = Int(s)
-        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : "\(t / 60)m\(String(format: "%02d", t % 60))s"
+        return t >= 3600
+            ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : "\(t / 60)m\(String(format: "%02d", t % 60))s"
     }
 }

@@ -37,9 +37,9 @@ import Testing
         let before = try store.generator(direction: "modern2vintage").forward(photo, compute: compute)
 
         var options = TrainingOptions()
-        options.load_size = 72
-        options.crop_size = 64
-        options.max_iters = 2
+        options.loadSize = 72
+        options.cropSize = 64
+        options.maxIters = 2
         options.threads = 2
         let observer = Messages()
         let trainer = try Trainer(

@@ -104,12 +104,14 @@ import Testing
 
     @Test(arguments: [1, 2])
     func threeLSGANIterationsMatchPyTorch(threads: Int) throws {
-        try check(set: "parity_set", expected: "parity_expected.safetensors", gan: .lsgan, iterations: 3, threads: threads)
+        try check(
+            set: "parity_set", expected: "parity_expected.safetensors", gan: .lsgan, iterations: 3, threads: threads)
     }
 
     @Test func vanillaGANMatchesPyTorch() throws {
         try check(
-            set: "parity_set", expected: "parity_vanilla_expected.safetensors", gan: .vanilla, iterations: 2, threads: 2)
+            set: "parity_set", expected: "parity_vanilla_expected.safetensors", gan: .vanilla, iterations: 2, threads: 2
+        )
     }
 
     @Test func affineGeneratorNormsMatchPyTorch() throws {
