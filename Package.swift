@@ -19,8 +19,11 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
-        // libvips (Debian: libvips-dev). OpenBLAS is loaded at run time (Tensor/BLAS.swift); inotify is Glibc's.
+        // libvips (Debian: libvips-dev). OpenBLAS is loaded at run time (Tensor/BLAS.swift).
         .systemLibrary(name: "CVipsSystem", path: "Sources/CVipsSystem", pkgConfig: "vips"),
+        // libinotifytools for the watch folders (Debian: libinotifytools0-dev; no .pc file).
+        .systemLibrary(
+            name: "CInotifyTools", path: "Sources/CInotifyTools", providers: [.apt(["libinotifytools0-dev"])]),
         // Fixed-arity wrappers around libvips' variadic API.
         .target(name: "CVips", dependencies: ["CVipsSystem"]),
 
@@ -37,10 +40,11 @@ let package = Package(
             swiftSettings: kernelFlags),
         .target(
             name: "Daemon",
-            // Plain Glibc inotify, no model or image code: the executable plugs the real
-            // translator and model catalog in (Sources/cyclegand/ServeCommand.swift).
+            // No model or image code: the real translator and model catalog (module Translation)
+            // are plugged in by the executable (Sources/cyclegand/ServeCommand.swift).
             dependencies: [
-                .product(name: "Logging", package: "swift-log")
+                "CInotifyTools",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -52,10 +56,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The daemon's translator and model catalog: generators from the models store, run by Imaging.
+        .target(name: "Translation", dependencies: ["Daemon", "Models", "Imaging", "CycleGAN"]),
         .executableTarget(
             name: "cyclegand",
             dependencies: [
-                "Tensor", "CycleGAN", "Models", "Imaging", "Training", "Daemon", "Control",
+                "Tensor", "CycleGAN", "Models", "Imaging", "Training", "Daemon", "Control", "Translation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -66,7 +72,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "CycleGAN"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CycleGAN", "Models"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "CycleGAN", "Models", "Imaging"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Translation"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
     ]
 )

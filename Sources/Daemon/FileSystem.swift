@@ -85,6 +85,14 @@ enum FS {
         throw Failure(operation: "link to \(to) from", path: from, errno: e)
     }
 
+    /// Puts the finished, fsynced file `temporary` at `target` durably: renamed over it
+    /// (`replace`) or linked only if `target` is free. Returns false when `target` is taken.
+    static func place(_ temporary: String, at target: String, replace: Bool) throws -> Bool {
+        let placed = replace ? try rename(temporary, target) : try moveNoReplace(temporary, target)
+        if placed { try fsyncParent(of: target) }
+        return placed
+    }
+
     static func remove(_ path: String) {
         unlink(path)
     }

@@ -177,18 +177,7 @@ public final class Spool: Sendable {
             let rel = sub.isEmpty ? name : sub + "/" + name
             record.output = .init(relativePath: rel, identity: identity)
             try writeJournal(record, item)
-            let placed: Bool
-            switch policy {
-            case .overwrite:
-                try FS.rename(temporary, target)
-                placed = true
-            case .rename:
-                placed = try FS.moveNoReplace(temporary, target)
-            }
-            if placed {
-                try FS.fsyncPath(folder, directory: true)
-                return rel
-            }
+            if try FS.place(temporary, at: target, replace: policy == .overwrite) { return rel }
         }
         throw DaemonError(.writeFailed, "no free output name for \(outputName) in \(folder)")
     }
