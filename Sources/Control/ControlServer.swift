@@ -76,7 +76,8 @@ public final class ControlServer: Sendable {
                 // Replies are not held back before the unread-reply limit: the connection is
                 // closed at it (UnreadReplyLimit), not stalled.
                 .childChannelOption(
-                    .writeBufferWaterMark, value: .init(low: 1 << 20, high: max(2 << 20, unread.bytes)))
+                    .writeBufferWaterMark, value: .init(low: 1 << 20, high: max(2 << 20, unread.bytes))
+                )
                 .bind(socketFile.descriptor) { channel in
                     PeerCredentials.of(channel).flatMapThrowing { peer in
                         let activity = ConnectionActivity()

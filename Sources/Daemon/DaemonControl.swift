@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 // The control surface of a running daemon: what the socket server (module Control), the CLI and
@@ -173,22 +174,6 @@ public struct DirectionInfo: Codable, Sendable, Equatable, Hashable {
         self.model = model
         self.from = from
         self.to = to
-    }
-}
-
-/// Output encoding. `same` keeps the input's format (by its file name extension).
-public enum OutputFormat: String, Codable, Sendable, CaseIterable {
-    case same, jpeg, png, webp, tiff
-
-    /// File name extension for a concrete format; nil for `same`.
-    public var fileExtension: String? {
-        switch self {
-        case .same: nil
-        case .jpeg: "jpg"
-        case .png: "png"
-        case .webp: "webp"
-        case .tiff: "tif"
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 #if canImport(Glibc)
@@ -29,9 +30,7 @@ extension Daemon: DaemonControl {
         guard (request.input == nil) != (request.inputBytes == nil) else {
             throw DaemonError(.badRequest, "give exactly one of input (a path) or input bytes")
         }
-        if let quality = request.quality, !(1...100).contains(quality) {
-            throw DaemonError(.badRequest, "quality must be within 1...100, not \(quality)")
-        }
+        if let problem = request.quality.flatMap(Quality.problem) { throw DaemonError(.badRequest, problem) }
         if let input = request.input, !FS.isRegularFile(input) {
             throw DaemonError(.notFound, "input \(input) is not a regular file")
         }

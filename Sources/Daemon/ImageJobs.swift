@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 /// What a worker does with a job: a watch-folder file goes from work/ to the outbox (or to
@@ -84,6 +85,7 @@ struct ImageJobs: Sendable {
     static func daemonError(_ error: Error) -> DaemonError {
         if let e = error as? DaemonError { return e }
         if let e = error as? FS.Failure { return DaemonError(.writeFailed, e.description) }
+        if let e = error as? DurableFile.Failure { return DaemonError(.writeFailed, e.description) }
         return DaemonError(.translationFailed, String(describing: error))
     }
 
@@ -136,10 +138,10 @@ struct ImageJobs: Sendable {
         } else {
             let name = (request.inputName.map { ($0 as NSString).lastPathComponent } ?? "input.png")
             input = scratch + "/" + (IncomingName.isIgnored(name) ? "input.png" : name)
-            try FS.writeAtomically(request.inputBytes ?? Data(), to: input)
+            try DurableFile.write(request.inputBytes ?? Data(), to: input)
         }
         let configured = request.format ?? config.outputFormat
-        let byOutputName = request.output.flatMap { OutputNaming.format(forExtension: ($0 as NSString).pathExtension) }
+        let byOutputName = request.output.flatMap { OutputFormat(fileName: $0) }
         let format =
             configured == .same && byOutputName != nil
             ? byOutputName! : OutputNaming.resolve(inputName: input, configured: configured).0

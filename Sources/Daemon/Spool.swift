@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 #if canImport(Glibc)
@@ -233,7 +234,7 @@ public final class Spool: Sendable {
         let sidecar = FailureSidecar(
             code: failure.error.code.rawValue, message: failure.error.message, direction: record.direction,
             file: record.relativePath, time: failure.time, daemonVersion: version)
-        try FS.writeAtomically(try Spool.encoder.encode(sidecar), to: failedPath + ".error.json")
+        try DurableFile.write(try Spool.encoder.encode(sidecar), to: failedPath + ".error.json")
     }
 
     // MARK: Start-up
@@ -355,7 +356,7 @@ public final class Spool: Sendable {
     }
 
     func writeJournal(_ record: JobRecord, _ item: WorkItem) throws {
-        try FS.writeAtomically(try Spool.encoder.encode(record), to: item.journalPath)
+        try DurableFile.write(try Spool.encoder.encode(record), to: item.journalPath)
     }
 
     /// `cat.jpg`, `cat (1).jpg`, `cat (2).jpg`, ...

@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 /// How to translate one image. The format is always concrete here (the daemon resolves `same`).

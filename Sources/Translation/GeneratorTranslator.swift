@@ -1,5 +1,6 @@
 import CycleGAN
 import Daemon
+import FileOutput
 import Foundation
 import Imaging
 import Models

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Control
 import Daemon
+import FileOutput
 import Foundation
 
 /// `cyclegand ctl`: talks to a running daemon over its control socket (docs/PROTOCOL.md).
@@ -270,8 +271,8 @@ extension CtlCommand {
                     payload = bytes
                     fields["name"] = .string((inputPath as NSString).lastPathComponent)
                     if format == nil, let byName = (outputPath as NSString).pathExtension.nonEmpty {
-                        fields["format"] = .string(
-                            ["jpg": "jpeg", "tif": "tiff"][byName.lowercased()] ?? byName.lowercased())
+                        // An extension that names no format goes as it is: the daemon says so.
+                        fields["format"] = .string(OutputFormat(fileExtension: byName)?.rawValue ?? byName.lowercased())
                     }
                 } else {
                     fields["input"] = .string(inputPath)

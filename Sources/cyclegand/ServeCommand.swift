@@ -2,6 +2,7 @@ import ArgumentParser
 import Control
 import CycleGAN
 import Daemon
+import FileOutput
 import Foundation
 import Imaging
 import Logging
@@ -65,7 +66,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let memoryLimit, DaemonConfig.parseByteSize(memoryLimit) == nil {
             throw ValidationError("--memory-limit \(memoryLimit) is not a size; write e.g. 1GiB or 512MiB")
         }
-        if let quality, !(1...100).contains(quality) { throw ValidationError("--quality must be within 1...100") }
+        if let problem = quality.flatMap(Quality.problem) { throw ValidationError("--\(problem)") }
         if let workers, workers < 0 { throw ValidationError("--workers must be 0 (one per core) or more") }
         if let threads, threads < 0 { throw ValidationError("--threads must be 0 (every core) or more") }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {

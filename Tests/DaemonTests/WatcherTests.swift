@@ -76,8 +76,10 @@ extension DaemonServiceTests {
         // kernel, past its queue (fs.inotify.max_queued_events, 16384 by default).
         recorder.hold()
         dir.write("inbox/a2b/first.png", "1")
-        let limit = Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
+        let limit =
+            Int(
+                (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
         for n in 0..<(limit / 2 + 500) {
             let fd = open(dir.path + "/inbox/a2b/flood-\(n).png", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
             close(fd)
