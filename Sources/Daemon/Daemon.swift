@@ -43,9 +43,12 @@ public final class Daemon: @unchecked Sendable {
     ///     (SIGHUP, `reload()`); the default keeps the current configuration.
     ///   - handleSignals: install SIGTERM/SIGINT/SIGHUP handlers (the executable does; tests that
     ///     run the daemon in-process do not).
+    ///   - allotment: the cores and memory that images and long jobs share (give the translator
+    ///     the same one).
     public init(
         config: DaemonConfig, catalog: ModelCatalog, translator: Translator, logger: Logger,
         notifier: SystemdNotifier = SystemdNotifier(), handleSignals: Bool = true,
+        allotment: Allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount),
         reloadConfig: (@Sendable () throws -> DaemonConfig)? = nil
     ) {
         let settings = Settings(config: config, logger: logger)
@@ -60,7 +63,8 @@ public final class Daemon: @unchecked Sendable {
         self.watch = WatchSource(
             spool: spool, scheduler: scheduler, settings: settings, status: status, models: models)
         self.jobs = ImageJobs(
-            spool: spool, translator: translator, settings: settings, models: models, status: status, hub: hub)
+            spool: spool, translator: translator, settings: settings, models: models, status: status, hub: hub,
+            allotment: allotment)
         self.handleSignals = handleSignals
         self.reloadConfig = reloadConfig ?? { [config] in config }
     }
@@ -200,6 +204,8 @@ public final class Daemon: @unchecked Sendable {
         let thread = Thread { [self] in
             watch.stop()
             models.cancelPending()
+            // A long job runs for hours: it is asked to end now, not waited for.
+            scheduler.cancelRunning(.training)
             for job in scheduler.stop() {
                 if case .interactive(let request) = job.payload {
                     request.resolve(

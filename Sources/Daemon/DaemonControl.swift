@@ -241,7 +241,7 @@ public struct TranslateReply: Codable, Sendable {
 }
 
 public struct JobInfo: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case interactive, watch }
+    public enum Kind: String, Codable, Sendable { case interactive, watch, training }
     public enum State: String, Codable, Sendable { case queued, running }
 
     public var id: String

@@ -70,6 +70,7 @@ extension Daemon: DaemonControl {
             switch job.payload {
             case .watch(let item): jobs.fail(item, error)
             case .interactive(let request): request.resolve(.failure(error))
+            case .long: settings.log.notice("long job \(id) (\(job.label)) cancelled before it started")
             }
             status.update()
         }
@@ -86,4 +87,13 @@ extension Daemon: DaemonControl {
     }
 
     public func events() -> AsyncStream<DaemonEvent> { hub.subscribe() }
+
+    /// Queues a long job (fine-tuning) behind every image; returns its id for `jobs` and `cancel`.
+    public func submit(_ long: LongJob) throws -> String {
+        if isStopping { throw DaemonError(.shuttingDown, "the daemon is stopping; try again after it restarts") }
+        let id = spool.newID()
+        scheduler.submit(.init(id: id, priority: .training, direction: "", label: long.label, payload: .long(long)))
+        status.update()
+        return id
+    }
 }

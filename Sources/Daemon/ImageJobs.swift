@@ -2,8 +2,9 @@ import FileOutput
 import Foundation
 
 /// What a worker does with a job: a watch-folder file goes from work/ to the outbox (or to
-/// failed/ with its sidecar), an interactive request becomes its reply. Each image is reported
-/// in the log, in the counters and as an event.
+/// failed/ with its sidecar), an interactive request becomes its reply, a long job runs in the
+/// share of the machine the `Allotment` gives it. Each image is reported in the log, in the
+/// counters and as an event.
 struct ImageJobs: Sendable {
     let spool: Spool
     let translator: Translator
@@ -11,13 +12,28 @@ struct ImageJobs: Sendable {
     let models: ModelDirections
     let status: ServiceStatus
     let hub: EventHub
+    let allotment: Allotment
 
     func run(_ job: Scheduler.Job) {
         switch job.payload {
         case .watch(let item): run(item, job: job)
         case .interactive(let request): run(request, job: job)
+        case .long(let long): run(long, job: job)
         }
         status.update()
+    }
+
+    // MARK: Long jobs
+
+    private func run(_ long: LongJob, job: Scheduler.Job) {
+        let grant = allotment.admitLongJob(bytes: long.bytes, limit: MemoryBudget.bytes(settings.config.memoryLimit))
+        defer { allotment.release(grant) }
+        do {
+            try long.run(slot: LongJobSlot(allotment: allotment, grant: grant), cancel: job.cancel)
+            settings.log.notice("long job \(job.id) (\(job.label)) finished")
+        } catch {
+            settings.log.warning("long job \(job.id) (\(job.label)) ended: \(error)")
+        }
     }
 
     // MARK: Watch folders

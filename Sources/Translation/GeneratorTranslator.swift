@@ -22,12 +22,13 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
     /// - Parameters:
     ///   - threads: threads per image (nil: the cores shared out among the images running).
     ///   - load: builds the generator of a direction (its errors become `no_model`).
+    ///   - allotment: the cores and memory shared with the other work (the daemon's).
     public init(
-        threads: Int?, cores: Int = ProcessInfo.processInfo.activeProcessorCount,
+        threads: Int?, allotment: Allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount),
         load: @escaping @Sendable (String) throws -> ResnetGenerator
     ) {
         self.threads = threads
-        self.allotment = Allotment(cores: cores)
+        self.allotment = allotment
         self.generators = LoadOnce { direction in
             do {
                 return try load(direction)
@@ -38,8 +39,8 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
     }
 
     /// Generators from a model store.
-    public convenience init(store: ModelStore, threads: Int?) {
-        self.init(threads: threads) { try store.generator(direction: $0) }
+    public convenience init(store: ModelStore, threads: Int?, allotment: Allotment) {
+        self.init(threads: threads, allotment: allotment) { try store.generator(direction: $0) }
     }
 
     /// Generators built since start (tests check that a burst builds each once).
@@ -53,12 +54,15 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
         input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
     ) throws -> TranslationResult {
         let generator = try generators.value(for: direction)
+        let shared = MemoryBudget.bytes(options.sharedMemoryLimit)
+        // Planned under what the long jobs leave, so that it fits beside them.
+        let budget = min(MemoryBudget.bytes(options.memoryLimit), allotment.room(limit: shared))
         let translation = ImageTranslation.Options(
-            memoryLimit: MemoryBudget.bytes(options.memoryLimit), load: LoadOptions(pixelLimit: options.maxPixels),
+            memoryLimit: budget, load: LoadOptions(pixelLimit: options.maxPixels),
             save: SaveOptions(format: options.format.fileExtension, quality: options.quality))
         do {
             let plan = try ImageTranslation.Plan(input: input.path, generator: generator, options: translation)
-            let grant = allotment.admit(bytes: plan.bytes, limit: MemoryBudget.bytes(options.sharedMemoryLimit))
+            let grant = allotment.admit(bytes: plan.bytes, limit: shared)
             defer { allotment.release(grant) }
             if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
             let report = try plan.run(

@@ -121,11 +121,13 @@ struct ServeCommand: AsyncParsableCommand {
         let store = ModelStore(root: URL(fileURLWithPath: configuration.modelsDir))
         try? FileManager.default.createDirectory(atPath: configuration.modelsDir, withIntermediateDirectories: true)
         let command = self
+        // Images and long jobs share the cores and the memory limit.
+        let allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount)
         let daemon = Daemon(
             config: configuration, catalog: StoreCatalog(store: store),
             translator: GeneratorTranslator(
-                store: store, threads: configuration.threads == 0 ? nil : configuration.threads),
-            logger: logger, reloadConfig: { try command.loadConfiguration() })
+                store: store, threads: configuration.threads == 0 ? nil : configuration.threads, allotment: allotment),
+            logger: logger, allotment: allotment, reloadConfig: { try command.loadConfiguration() })
         do {
             try daemon.start()
         } catch {

@@ -124,3 +124,41 @@ extension DaemonServiceTests {
         }
     }
 }
+
+/// A long job (fine-tuning) on the run queue: lowest priority, on a thread of its own, so that
+/// images go on while it runs; `jobs` lists it, `cancel` and a stop end it.
+final class SteppingJob: LongJob, @unchecked Sendable {
+    let label = "tiny fine-tune"
+    let bytes = 1 << 20
+    private let lock = NSLock()
+    private var stepsRun = 0
+    var steps: Int { lock.withLock { stepsRun } }
+
+    func run(slot: LongJobSlot, cancel: CancellationFlag) throws {
+        while !cancel.isCancelled {
+            #expect(slot.threads() >= 1)
+            lock.withLock { stepsRun += 1 }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        throw DaemonError(.cancelled, "cancelled")
+    }
+}
+
+extension DaemonServiceTests {
+    @Test func aLongJobRunsBesideImagesAndEndsOnCancel() async throws {
+        let daemon = try makeDaemon()
+        let long = SteppingJob()
+        try await running(daemon) {
+            let id = try daemon.submit(long)
+            #expect(await eventually { long.steps > 3 })
+            #expect((await daemon.jobs()).contains { $0.id == id && $0.kind == .training && $0.state == .running })
+            drop("beside.png", "beside")
+            #expect(await eventually { dir.read("spool/outbox/a2b/beside.png") == "BESIDE" })
+            #expect(await daemon.cancel(id: id).outcome == .cancelRequested)
+            #expect(await eventually { await daemon.jobs().isEmpty })
+            // A stop ends a running one too.
+            _ = try daemon.submit(SteppingJob())
+            #expect(await eventually { await !daemon.jobs().isEmpty })
+        }
+    }
+}
