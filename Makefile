@@ -22,7 +22,7 @@ endif
 SWIFT      ?= swift
 PYTHON     ?= python3
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := libvips-dev libopenblas-dev pkg-config python3-venv fonts-dejavu-core \
+APT_PACKAGES := libvips-dev libopenblas-dev libinotifytools0-dev pkg-config python3-venv fonts-dejavu-core \
                 libvips-tools time socat systemd
 
 BIN        := .build/release/cyclegand

@@ -19,43 +19,54 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
-        // libvips (Debian: libvips-dev). OpenBLAS is loaded at run time (Tensor/BLAS.swift); inotify is Glibc's.
+        // libvips (Debian: libvips-dev). OpenBLAS is loaded at run time (Tensor/BLAS.swift).
         .systemLibrary(name: "CVipsSystem", path: "Sources/CVipsSystem", pkgConfig: "vips"),
+        // libinotifytools for the watch folders (Debian: libinotifytools0-dev; no .pc file).
+        .systemLibrary(
+            name: "CInotifyTools", path: "Sources/CInotifyTools", providers: [.apt(["libinotifytools0-dev"])]),
         // Fixed-arity wrappers around libvips' variadic API.
         .target(name: "CVips", dependencies: ["CVipsSystem"]),
 
+        // The one atomic file writer, output format and quality check every part shares.
+        .target(name: "FileOutput"),
         .target(name: "Tensor", swiftSettings: kernelFlags),
         .target(name: "CycleGAN", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .target(
             name: "Models",
-            dependencies: ["CycleGAN", "Tensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: [
+                "CycleGAN", "Tensor", "FileOutput", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]
         ),
-        .target(name: "Imaging", dependencies: ["CVips", "Tensor", "CycleGAN"], swiftSettings: kernelFlags),
+        .target(
+            name: "Imaging", dependencies: ["CVips", "Tensor", "CycleGAN", "FileOutput"], swiftSettings: kernelFlags),
         // The CycleGAN trainer: data, losses and steps, checkpoints, reports.
         .target(
             name: "Training", dependencies: ["Tensor", "CycleGAN", "Models", "Imaging", "CVips"],
             swiftSettings: kernelFlags),
         .target(
             name: "Daemon",
-            // Plain Glibc inotify, no model or image code: the executable plugs the real
-            // translator and model catalog in (Sources/cyclegand/ServeCommand.swift).
+            // No model or image code: the real translator and model catalog (module Translation)
+            // are plugged in by the executable (Sources/cyclegand/ServeCommand.swift).
             dependencies: [
-                .product(name: "Logging", package: "swift-log")
+                "CInotifyTools", "FileOutput",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "Control",
             dependencies: [
-                "Daemon",
+                "Daemon", "FileOutput",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The daemon's translator and model catalog: generators from the models store, run by Imaging.
+        .target(name: "Translation", dependencies: ["Daemon", "Models", "Imaging", "CycleGAN", "FileOutput"]),
         .executableTarget(
             name: "cyclegand",
             dependencies: [
-                "Tensor", "CycleGAN", "Models", "Imaging", "Training", "Daemon", "Control",
+                "Tensor", "CycleGAN", "Models", "Imaging", "Training", "Daemon", "Control", "Translation", "FileOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -66,7 +77,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "CycleGAN"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CycleGAN", "Models"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "CycleGAN", "Models", "Imaging"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
-        .testTarget(name: "ControlTests", dependencies: ["Control"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Translation", "FileOutput"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "FileOutput"]),
     ]
 )

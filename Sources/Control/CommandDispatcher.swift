@@ -1,4 +1,5 @@
 import Daemon
+import FileOutput
 import Foundation
 
 /// What a connection does after a request.
@@ -97,9 +98,7 @@ struct CommandDispatcher: Sendable {
         -> EncodedReply
     {
         let params = try decode(TranslateParams.self, line)
-        if let quality = params.quality, !(1...100).contains(quality) {
-            throw ControlError(.badRequest, "field 'quality' should be between 1 and 100, not \(quality)")
-        }
+        if let problem = params.quality.flatMap(Quality.problem) { throw ControlError(.badRequest, problem) }
         let access = PeerFileAccess(peer: peer)
         let input: Data
         switch (params.input, payload) {
@@ -114,7 +113,7 @@ struct CommandDispatcher: Sendable {
         // The output is checked before the work, so a bad path fails in milliseconds.
         let output = try params.output.map { try access.prepareOutput($0, overwrite: params.overwrite ?? false) }
         var format = params.format ?? .same
-        if format == .same, let output, let byName = Self.format(ofName: output.path) {
+        if format == .same, let output, let byName = OutputFormat(fileName: output.path) {
             format = byName
         }
         let request = TranslateRequest(
@@ -144,16 +143,6 @@ struct CommandDispatcher: Sendable {
         }
     }
 
-    /// The format a file name's extension asks for; nil when it says none we write.
-    static func format(ofName name: String) -> OutputFormat? {
-        switch (name as NSString).pathExtension.lowercased() {
-        case "jpg", "jpeg": .jpeg
-        case "png": .png
-        case "webp": .webp
-        case "tif", "tiff": .tiff
-        default: nil
-        }
-    }
 }
 
 struct TranslateParams: Decodable {

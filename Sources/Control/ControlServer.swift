@@ -20,6 +20,12 @@ public struct ControlServerOptions: Sendable {
     public var maxClients: Int = 128
     /// Seconds a connection may stay silent with no request running and no subscription.
     public var idleTimeoutSeconds: Int64 = 300
+    /// Replies (and their payloads) a client may leave unread behind the one it is reading, in
+    /// writes and in bytes: past either, its connection is closed and the log says why (like
+    /// Redis's client output buffer limits). Without it a client that sends and never reads
+    /// would make the daemon hold its replies for ever, and keep a client slot.
+    public var maxUnreadReplies: Int = 1024
+    public var maxUnreadReplyBytes: Int = 64 << 20
 
     public init(socketPath: String, group: gid_t? = nil) {
         self.socketPath = socketPath
@@ -59,6 +65,7 @@ public final class ControlServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let limits = (line: options.maxLineBytes, payload: options.maxInlineBytes)
         let idle = TimeAmount.seconds(options.idleTimeoutSeconds)
+        let unread = (writes: options.maxUnreadReplies, bytes: options.maxUnreadReplyBytes)
         let server: NIOAsyncChannel<Connection, Never>
         do {
             server = try await ServerBootstrap(group: group)
@@ -66,9 +73,17 @@ public final class ControlServer: Sendable {
                 // A client may send its requests and close its side (`printf ... | socat`): it
                 // still gets every reply before the connection ends.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
+                // Replies are not held back before the unread-reply limit: the connection is
+                // closed at it (UnreadReplyLimit), not stalled.
+                .childChannelOption(
+                    .writeBufferWaterMark, value: .init(low: 1 << 20, high: max(2 << 20, unread.bytes))
+                )
                 .bind(socketFile.descriptor) { channel in
                     PeerCredentials.of(channel).flatMapThrowing { peer in
                         let activity = ConnectionActivity()
+                        try channel.pipeline.syncOperations.addHandler(
+                            UnreadReplyLimit(
+                                maxWrites: unread.writes, maxBytes: unread.bytes, peer: peer, logger: logger))
                         try channel.pipeline.syncOperations.addHandlers([
                             IdleStateHandler(readTimeout: idle),
                             IdleCloser(activity: activity),
@@ -146,6 +161,55 @@ final class IdleCloser: ChannelInboundHandler, Sendable {
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Closes a connection whose client does not read its replies. Requests are answered as they
+/// arrive, so a client that writes without reading piles replies up in the daemon; once more
+/// than `maxWrites` writes or `maxBytes` bytes wait behind the one the socket is taking now, the
+/// connection is closed and the log says why. The reply being written may be of any size (an
+/// inline image), so a slow reader is never cut off for a large reply alone.
+final class UnreadReplyLimit: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let maxWrites: Int
+    private let maxBytes: Int
+    private let peer: PeerCredentials
+    private let logger: Logger
+    /// Sizes of the writes the socket has not taken yet, oldest first (they complete in order).
+    private var pending = CircularBuffer<Int>()
+    private var pendingBytes = 0
+    private var closing = false
+
+    init(maxWrites: Int, maxBytes: Int, peer: PeerCredentials, logger: Logger) {
+        self.maxWrites = maxWrites
+        self.maxBytes = maxBytes
+        self.peer = peer
+        self.logger = logger
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let size = unwrapOutboundIn(data).readableBytes
+        pending.append(size)
+        pendingBytes += size
+        let written = promise ?? context.eventLoop.makePromise()
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in handler.value.taken() }
+        context.write(data, promise: written)
+        let unreadWrites = pending.count - 1
+        let unreadBytes = pendingBytes - (pending.first ?? 0)
+        if !closing && (unreadWrites > maxWrites || unreadBytes > maxBytes) {
+            closing = true
+            logger.warning(
+                "closed a control connection whose client left \(unreadWrites) replies (\(unreadBytes) bytes) unread; a client must read its replies",
+                metadata: ["peer": "\(peer)"])
+            context.close(promise: nil)
+        }
+    }
+
+    private func taken() {
+        pendingBytes -= pending.removeFirst()
     }
 }
 

@@ -1,18 +1,29 @@
 import Foundation
 
-/// The cores and the memory that the images translated at the same time share.
+/// The cores and the memory that the work running at the same time shares: images, and at most
+/// a few long jobs of lowest priority (fine-tuning) that hold memory for hours.
 ///
-/// A burst of small images goes fastest with one image per core, each on one thread: a
-/// 256² image cannot keep two cores busy through every layer, two images on one core each
-/// can. A large image should still get the whole machine. So each image, when it starts,
-/// gets the cores divided among the images running then (itself included), and it starts
-/// only once its memory fits beside theirs: together they never hold more than the memory
-/// limit, and one image alone may always use all of it. Images start in the order they
-/// asked, so a large one waiting for memory is not overtaken for ever by small ones.
+/// A burst of small images goes fastest with one image per core, each on one thread: a 256²
+/// image cannot keep two cores busy through every layer, two images on one core each can. A
+/// large image should still get the whole machine. So an image's `Grant` is the cores divided
+/// among the images running *now* (read it when a kernel starts: it follows the work that is
+/// running, not the order of admission), and it starts only once its memory fits beside the
+/// rest: together they never hold more than the limit, and one image alone among images may
+/// always start (plan it under `room(limit:)`, so that it fits beside the long jobs). Images
+/// start in the order they asked, so a large one waiting for memory is not overtaken for ever
+/// by small ones.
+///
+/// A long job holds its memory from `admitLongJob` to `release`, but its cores are the images':
+/// between its steps it calls `resume`, which blocks while images run or wait and then returns
+/// the cores it may use for the next step.
 public final class Allotment: @unchecked Sendable {
     public let cores: Int
     private let condition = NSCondition()
-    private var running = 0
+    // Guarded by `condition`.
+    private var images = 0
+    private var imagesWaiting = 0
+    private var longJobs = 0
+    private var longJobBytes = 0
     private var bytesHeld = 0
     private var nextTicket = 0
     private var serving = 0
@@ -21,37 +32,93 @@ public final class Allotment: @unchecked Sendable {
         self.cores = max(1, cores)
     }
 
-    /// What one image was given; hand it back to `release`.
-    public struct Grant: Sendable {
-        public let threads: Int
+    /// What one piece of work was given; hand it back to `release`.
+    public final class Grant: @unchecked Sendable {
+        enum Kind { case image, longJob }
+        let kind: Kind
         let bytes: Int
+        private unowned let allotment: Allotment
+
+        init(kind: Kind, bytes: Int, allotment: Allotment) {
+            self.kind = kind
+            self.bytes = bytes
+            self.allotment = allotment
+        }
+
+        /// The threads this work may use now: an image's share of the cores among the images
+        /// running; for a long job, every core when no image runs or waits, else none.
+        public var threads: Int { allotment.condition.withLock { allotment.threads(kind) } }
     }
 
-    /// Blocks until `bytes` fit beside the images running under `limit` (at once when none
-    /// runs), then returns the threads this image may use.
+    /// Blocks until an image's `bytes` fit beside the work running under `limit` (at once when
+    /// no other image runs), then returns its grant.
     public func admit(bytes: Int, limit: Int) -> Grant {
         condition.lock()
         defer { condition.unlock() }
         let ticket = nextTicket
         nextTicket += 1
-        while serving != ticket || (running > 0 && bytesHeld + bytes > limit) {
+        imagesWaiting += 1
+        while serving != ticket || (images > 0 && bytesHeld + bytes > limit) {
             condition.wait()
         }
+        imagesWaiting -= 1
         serving += 1
-        running += 1
+        images += 1
         bytesHeld += bytes
         condition.broadcast()
-        return Grant(threads: max(1, cores / running), bytes: bytes)
+        return Grant(kind: .image, bytes: bytes, allotment: self)
+    }
+
+    /// Blocks until a long job's `bytes` fit beside the work running under `limit` (at once when
+    /// nothing runs), then returns its grant. It may not use any core before `resume`.
+    public func admitLongJob(bytes: Int, limit: Int) -> Grant {
+        condition.lock()
+        defer { condition.unlock() }
+        while images + imagesWaiting + longJobs > 0 && bytesHeld + bytes > limit {
+            condition.wait()
+        }
+        longJobs += 1
+        longJobBytes += bytes
+        bytesHeld += bytes
+        condition.broadcast()
+        return Grant(kind: .longJob, bytes: bytes, allotment: self)
+    }
+
+    /// For a long job between its steps: waits while images run or wait (their cores come
+    /// first), then returns the threads its next step may use.
+    public func resume(_ grant: Grant) -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        while threads(grant.kind) == 0 { condition.wait() }
+        return threads(grant.kind)
     }
 
     public func release(_ grant: Grant) {
         condition.lock()
-        running -= 1
+        switch grant.kind {
+        case .image: images -= 1
+        case .longJob:
+            longJobs -= 1
+            longJobBytes -= grant.bytes
+        }
         bytesHeld -= grant.bytes
         condition.broadcast()
         condition.unlock()
     }
 
-    /// Images admitted and not yet released.
-    public var inFlight: Int { condition.withLock { running } }
+    /// The memory an image may plan for under `limit`: what the long jobs leave of it.
+    public func room(limit: Int) -> Int {
+        condition.withLock { max(0, limit - longJobBytes) }
+    }
+
+    /// Images and long jobs admitted and not yet released.
+    public var inFlight: Int { condition.withLock { images + longJobs } }
+
+    /// Called with `condition` held.
+    private func threads(_ kind: Grant.Kind) -> Int {
+        switch kind {
+        case .image: max(1, cores / max(1, images))
+        case .longJob: images + imagesWaiting > 0 ? 0 : max(1, cores / max(1, longJobs))
+        }
+    }
 }

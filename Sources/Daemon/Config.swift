@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 import Logging
 
@@ -132,7 +133,7 @@ public struct DaemonConfig: Sendable, Equatable {
             case "workers": c.workers = try r.integer(in: 0...64)
             case "keep_originals": c.keepOriginals = try r.bool()
             case "output_format": c.outputFormat = try r.choice(OutputFormat.self)
-            case "quality": c.quality = try r.integer(in: 1...100)
+            case "quality": c.quality = try r.integer(in: Quality.range)
             case "max_pixels": c.maxPixels = try r.integer(in: 1...Int(Int32.max) * 16)
             case "socket": c.socket = Self.absolute(try r.string(), base: base)
             case "socket_group":

@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 // The control surface of a running daemon: what the socket server (module Control), the CLI and
@@ -176,22 +177,6 @@ public struct DirectionInfo: Codable, Sendable, Equatable, Hashable {
     }
 }
 
-/// Output encoding. `same` keeps the input's format (by its file name extension).
-public enum OutputFormat: String, Codable, Sendable, CaseIterable {
-    case same, jpeg, png, webp, tiff
-
-    /// File name extension for a concrete format; nil for `same`.
-    public var fileExtension: String? {
-        switch self {
-        case .same: nil
-        case .jpeg: "jpg"
-        case .png: "png"
-        case .webp: "webp"
-        case .tiff: "tif"
-        }
-    }
-}
-
 /// One interactive translation. Give either `input` (a path the daemon can read) or `inputBytes`
 /// (an encoded image, e.g. the socket's inline form); either `output` (a new file to create) or
 /// nothing, in which case the encoded result comes back in `TranslateReply.outputBytes`.
@@ -256,7 +241,7 @@ public struct TranslateReply: Codable, Sendable {
 }
 
 public struct JobInfo: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case interactive, watch }
+    public enum Kind: String, Codable, Sendable { case interactive, watch, training }
     public enum State: String, Codable, Sendable { case queued, running }
 
     public var id: String

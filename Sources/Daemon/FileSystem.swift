@@ -85,40 +85,16 @@ enum FS {
         throw Failure(operation: "link to \(to) from", path: from, errno: e)
     }
 
-    static func remove(_ path: String) {
-        unlink(path)
+    /// Puts the finished, fsynced file `temporary` at `target` durably: renamed over it
+    /// (`replace`) or linked only if `target` is free. Returns false when `target` is taken.
+    static func place(_ temporary: String, at target: String, replace: Bool) throws -> Bool {
+        let placed = replace ? try rename(temporary, target) : try moveNoReplace(temporary, target)
+        if placed { try fsyncParent(of: target) }
+        return placed
     }
 
-    /// Writes `data` to `path` atomically: a hidden temporary beside it, fsync, rename, fsync of
-    /// the folder. Readers see the old content or the new, never a part.
-    static func writeAtomically(_ data: Data, to path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
-        let temp = dir + "/." + name + ".\(getpid()).tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw fail("create", temp) }
-        var ok = true
-        data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if Glibc.errno == EINTR { continue }
-                    ok = false
-                    return
-                }
-                offset += n
-            }
-        }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard ok && synced else {
-            let failure = fail("write", temp)
-            unlink(temp)
-            throw failure
-        }
-        try rename(temp, path)
-        try fsyncPath(dir, directory: true)
+    static func remove(_ path: String) {
+        unlink(path)
     }
 
     /// Entries of a folder (names only), empty when it cannot be read.

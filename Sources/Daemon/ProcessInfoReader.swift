@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 /// Resident and peak memory of this process, from /proc/self/status (kB lines VmRSS, VmHWM).
@@ -18,23 +19,13 @@ enum ProcessMemory {
 
 /// Output format and file name for an input, following the configured format.
 enum OutputNaming {
-    /// Formats whose name extension we recognise; anything else (gif, heic, bmp, ...) becomes PNG
-    /// under `same`, since the translator cannot be trusted to write every format vips reads.
-    static func format(forExtension ext: String) -> OutputFormat? {
-        switch ext.lowercased() {
-        case "jpg", "jpeg", "jpe": .jpeg
-        case "png": .png
-        case "webp": .webp
-        case "tif", "tiff": .tiff
-        default: nil
-        }
-    }
-
-    /// The concrete format and the output file name for `inputName`.
+    /// The concrete format and the output file name for `inputName`. Under `same`, an input
+    /// whose extension names none of the output formats (gif, heic, bmp, ...) becomes PNG, since
+    /// the translator cannot be trusted to write every format vips reads.
     static func resolve(inputName: String, configured: OutputFormat) -> (OutputFormat, String) {
         let ext = (inputName as NSString).pathExtension
         let stem = ext.isEmpty ? inputName : String(inputName.dropLast(ext.count + 1))
-        let inputFormat = format(forExtension: ext)
+        let inputFormat = OutputFormat(fileExtension: ext)
         let target = configured == .same ? (inputFormat ?? .png) : configured
         if inputFormat == target { return (target, inputName) }
         return (target, stem + "." + target.fileExtension!)

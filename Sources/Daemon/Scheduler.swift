@@ -1,8 +1,9 @@
 import Foundation
 
-/// The run queue: interactive requests before watch-folder files before training, first come
-/// first served within a priority. Worker threads block in `next()`; everything else only
-/// enqueues, cancels or looks.
+/// The run queue: interactive requests before watch-folder files before long jobs (training),
+/// first come first served within a priority. Worker threads block in `next(_:)`, the image
+/// workers for images and one thread for long jobs; everything else only enqueues, cancels or
+/// looks.
 final class Scheduler: @unchecked Sendable {
     enum Priority: Int, CaseIterable {
         case interactive = 0
@@ -10,10 +11,18 @@ final class Scheduler: @unchecked Sendable {
         case training = 2
     }
 
+    /// What a worker thread takes: images (interactive, then watch folders) or long jobs.
+    enum Lane {
+        case images, longJobs
+
+        func takes(_ priority: Priority) -> Bool { (priority == .training) == (self == .longJobs) }
+    }
+
     final class Job: @unchecked Sendable {
         enum Payload {
             case watch(WorkItem)
             case interactive(InteractiveJob)
+            case long(LongJob)
         }
         let id: String
         let priority: Priority
@@ -43,24 +52,32 @@ final class Scheduler: @unchecked Sendable {
     func submit(_ job: Job) {
         condition.lock()
         queues[job.priority.rawValue].append(job)
-        condition.signal()
+        // Every waiting worker looks: one woken alone might be of the other lane.
+        condition.broadcast()
         condition.unlock()
     }
 
     /// The next job to run, or nil once `stop()` was called (queued jobs then stay where they
     /// are: watch files in work/ for the next start, interactive ones are failed by the caller).
-    func next() -> Job? {
+    func next(_ lane: Lane = .images) -> Job? {
         condition.lock()
         defer { condition.unlock() }
         while true {
             if stopping { return nil }
-            if let p = queues.firstIndex(where: { !$0.isEmpty }) {
+            if let p = Priority.allCases.first(where: { lane.takes($0) && !queues[$0.rawValue].isEmpty })?.rawValue {
                 let job = queues[p].removeFirst()
                 job.startedAt = Date()
                 running[job.id] = job
                 return job
             }
             condition.wait()
+        }
+    }
+
+    /// Flags every running job of `priority` as cancelled (a stopping daemon's long jobs).
+    func cancelRunning(_ priority: Priority) {
+        condition.withLock {
+            for job in running.values where job.priority == priority { job.cancel.cancel() }
         }
     }
 
@@ -121,9 +138,17 @@ final class Scheduler: @unchecked Sendable {
 }
 
 extension Scheduler.Job {
+    var kind: JobInfo.Kind {
+        switch priority {
+        case .interactive: .interactive
+        case .watch: .watch
+        case .training: .training
+        }
+    }
+
     func info() -> JobInfo {
         JobInfo(
-            id: id, kind: priority == .interactive ? .interactive : .watch,
+            id: id, kind: kind,
             state: startedAt == nil ? .queued : .running, direction: direction, input: label,
             queuedAt: queuedAt, startedAt: startedAt)
     }

@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 #if canImport(Glibc)
@@ -177,18 +178,7 @@ public final class Spool: Sendable {
             let rel = sub.isEmpty ? name : sub + "/" + name
             record.output = .init(relativePath: rel, identity: identity)
             try writeJournal(record, item)
-            let placed: Bool
-            switch policy {
-            case .overwrite:
-                try FS.rename(temporary, target)
-                placed = true
-            case .rename:
-                placed = try FS.moveNoReplace(temporary, target)
-            }
-            if placed {
-                try FS.fsyncPath(folder, directory: true)
-                return rel
-            }
+            if try FS.place(temporary, at: target, replace: policy == .overwrite) { return rel }
         }
         throw DaemonError(.writeFailed, "no free output name for \(outputName) in \(folder)")
     }
@@ -244,7 +234,7 @@ public final class Spool: Sendable {
         let sidecar = FailureSidecar(
             code: failure.error.code.rawValue, message: failure.error.message, direction: record.direction,
             file: record.relativePath, time: failure.time, daemonVersion: version)
-        try FS.writeAtomically(try Spool.encoder.encode(sidecar), to: failedPath + ".error.json")
+        try DurableFile.write(try Spool.encoder.encode(sidecar), to: failedPath + ".error.json")
     }
 
     // MARK: Start-up
@@ -366,7 +356,7 @@ public final class Spool: Sendable {
     }
 
     func writeJournal(_ record: JobRecord, _ item: WorkItem) throws {
-        try FS.writeAtomically(try Spool.encoder.encode(record), to: item.journalPath)
+        try DurableFile.write(try Spool.encoder.encode(record), to: item.journalPath)
     }
 
     /// `cat.jpg`, `cat (1).jpg`, `cat (2).jpg`, ...

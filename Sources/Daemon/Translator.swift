@@ -1,19 +1,44 @@
+import FileOutput
 import Foundation
 
 /// How to translate one image. The format is always concrete here (the daemon resolves `same`).
 public struct TranslationOptions: Sendable, Equatable {
     public var format: OutputFormat
     public var quality: Int
-    /// Per-image memory budget in bytes (0 = unlimited); over it the translator streams in bands.
+    /// This image's memory budget in bytes (0 = unlimited); over it the translator streams in
+    /// bands. Never above `sharedMemoryLimit` (see `MemoryBudget.share`).
     public var memoryLimit: UInt64
+    /// What everything the daemon translates at once may hold together (the daemon's
+    /// `memory_limit`, 0 = unlimited): an image starts only once its memory fits beside the others'.
+    public var sharedMemoryLimit: UInt64
     /// Refuse (code `too_large`) images with more pixels, before decoding them.
     public var maxPixels: Int
 
-    public init(format: OutputFormat, quality: Int, memoryLimit: UInt64, maxPixels: Int) {
+    /// - Parameter sharedMemoryLimit: defaults to `memoryLimit`.
+    public init(
+        format: OutputFormat, quality: Int, memoryLimit: UInt64, sharedMemoryLimit: UInt64? = nil, maxPixels: Int
+    ) {
         self.format = format
         self.quality = quality
         self.memoryLimit = memoryLimit
+        self.sharedMemoryLimit = sharedMemoryLimit ?? memoryLimit
         self.maxPixels = maxPixels
+    }
+}
+
+/// The daemon's memory limit and a request's own. The daemon's `memory_limit` bounds everything
+/// it holds at once; a request's `memory_limit` may lower its own share, never lift it (0, or
+/// anything above the daemon's, is the daemon's).
+public enum MemoryBudget {
+    /// The budget of one image: the smaller of the two, where 0 means no limit.
+    public static func share(asked: UInt64?, daemon: UInt64) -> UInt64 {
+        guard let asked, asked > 0 else { return daemon }
+        return daemon == 0 ? asked : min(asked, daemon)
+    }
+
+    /// A limit in bytes as the imaging code counts it (0, no limit, is `Int.max`).
+    public static func bytes(_ limit: UInt64) -> Int {
+        limit == 0 ? Int.max : Int(clamping: limit)
     }
 }
 

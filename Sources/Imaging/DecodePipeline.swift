@@ -107,7 +107,7 @@ struct DecodePipeline {
         image = rgb
         hasAlpha = rgb.bands == 4
         bitDepth = sixteen ? 16 : 8
-        inputFormat = OutputFormat.suffix(forLoader: loader, heifCompression: loaded.string("heif-compression"))
+        inputFormat = SaveFormats.suffix(forLoader: loader, heifCompression: loaded.string("heif-compression"))
         self.metadata = metadata
     }
 

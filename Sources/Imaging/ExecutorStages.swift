@@ -275,15 +275,7 @@ final class ActivationStore: RowStage {
             fd = -1
         } else {
             memory = nil
-            var template = Array((directory + "/cyclegand-activations-XXXXXX").utf8CString)
-            let made = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-            guard made >= 0 else {
-                throw ImagingError(
-                    .writeFailed, path: directory,
-                    reason: "cannot create a temporary file for activations: \(String(cString: strerror(errno)))")
-            }
-            template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-            fd = made
+            fd = try MappedSpool.anonymousFile(in: directory, prefix: "cyclegand-activations", path: directory)
         }
     }
 

@@ -1,4 +1,9 @@
 import CVips
+import FileOutput
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// An output image written row by row in bounded memory.
 ///
@@ -38,16 +43,16 @@ public final class ImageSink {
                     "output is \(width)×\(height) but its input \(template.path) is \(template.width)×\(template.height)"
             )
         }
-        if let quality = options.quality, !(1...100).contains(quality) {
-            throw ImagingError(.invalidArgument, path: destination, reason: "quality \(quality) is not in 1...100")
+        if let problem = options.quality.flatMap(Quality.problem) {
+            throw ImagingError(.invalidArgument, path: destination, reason: problem)
         }
         let format = try Self.resolveFormat(destination: destination, options: options, template: template)
-        try AtomicFile.checkWritable(destination)
+        try Self.checkWritable(destination)
         self.destination = destination
         self.width = width
         self.height = height
         self.format = format
-        self.bitDepth = (template?.bitDepth == 16 && OutputFormat.with16Bit.contains(format)) ? 16 : 8
+        self.bitDepth = (template?.bitDepth == 16 && SaveFormats.with16Bit.contains(format)) ? 16 : 8
         self.template = template
         self.quality = options.quality
         spool = try MappedSpool.create(
@@ -59,7 +64,7 @@ public final class ImageSink {
     /// when libvips can write it, else the input's format.
     static func resolveFormat(destination: String, options: SaveOptions, template: ImageTemplate?) throws -> String {
         if let asked = options.format {
-            let format = OutputFormat.normalised(asked)
+            let format = SaveFormats.normalised(asked)
             guard cvips_find_saver("." + format) != nil else {
                 _ = takeVipsError(fallback: "")
                 throw ImagingError(
@@ -67,12 +72,31 @@ public final class ImageSink {
             }
             return format
         }
-        if let ext = OutputFormat.pathExtension(destination), cvips_find_saver("." + ext) != nil { return ext }
+        if let ext = SaveFormats.pathExtension(destination), cvips_find_saver("." + ext) != nil { return ext }
         _ = takeVipsError(fallback: "")
         if let template { return template.inputFormat }
         throw ImagingError(
             .writeFailed, path: destination,
             reason: "cannot tell the output format from the name; add an extension such as .png or give a format")
+    }
+
+    /// Fails now, rather than after the work, if `destination` cannot be written.
+    static func checkWritable(_ destination: String) throws {
+        let slash = destination.lastIndex(of: "/")
+        let directory = slash.map { String(destination[..<$0]) } ?? "."
+        guard slash.map({ destination.index(after: $0) != destination.endIndex }) ?? !destination.isEmpty else {
+            throw ImagingError(.writeFailed, path: destination, reason: "the output path names a directory, not a file")
+        }
+        let folder = directory.isEmpty ? "/" : directory
+        guard access(folder, W_OK | X_OK) == 0 else {
+            throw ImagingError(
+                .writeFailed, path: destination,
+                reason: "cannot write into \(folder): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        if stat(destination, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+            throw ImagingError(.writeFailed, path: destination, reason: "a directory of that name is in the way")
+        }
     }
 
     /// Appends rows `y ..< y + count` from planar floats [3][count][width]; `y` must be the next row.
@@ -107,7 +131,7 @@ public final class ImageSink {
                 reason: "cannot wrap the output rows: \(takeVipsError(fallback: "no reason given"))")
         }
         var image = VipsImageRef(raw, keepAlive: [spool])
-        if OutputFormat.withAlpha.contains(format),
+        if SaveFormats.withAlpha.contains(format),
             let alpha = try template?.alphaImage(bitDepth: bitDepth, path: destination)
         {
             image = try image.derive(path: destination, .writeFailed, "joining the alpha", alsoKeeping: [alpha]) {
@@ -118,12 +142,16 @@ public final class ImageSink {
         let suffix = "." + format
         let quality = Int32(self.quality ?? 0)
         let path = destination
-        try AtomicFile.write(to: destination) { fd in
-            guard cvips_save_to_descriptor(image.pointer, fd, suffix, quality) == 0 else {
-                throw ImagingError(
-                    .writeFailed, path: path,
-                    reason: "cannot encode as \(suffix.dropFirst()): \(takeVipsError(fallback: "no reason given"))")
+        do {
+            try DurableFile.write(to: destination) { fd in
+                guard cvips_save_to_descriptor(image.pointer, fd, suffix, quality) == 0 else {
+                    throw ImagingError(
+                        .writeFailed, path: path,
+                        reason: "cannot encode as \(suffix.dropFirst()): \(takeVipsError(fallback: "no reason given"))")
+                }
             }
+        } catch let failure as DurableFile.Failure {
+            throw ImagingError(.writeFailed, path: destination, reason: failure.description)
         }
         finished = true
     }

@@ -55,7 +55,7 @@ public struct SaveOptions: Sendable {
 }
 
 /// The output format rules: suffix ↔ capabilities.
-enum OutputFormat {
+enum SaveFormats {
     /// Formats whose libvips saver keeps an alpha channel.
     static let withAlpha: Set<String> = [
         "png", "webp", "tif", "tiff", "gif", "heic", "heif", "avif", "jxl", "jp2", "j2k",

@@ -67,8 +67,10 @@ final class MappedSpool: @unchecked Sendable {
         return try MappedSpool(descriptor: fd, byteCount: expected, writable: false, path: path)
     }
 
-    private static func anonymousFile(in directory: String, path: String) throws -> Int32 {
-        var template = Array((directory + "/cyclegand-spool-XXXXXX").utf8CString)
+    /// A file in `directory` that has no name (created, then unlinked at once): it goes when its
+    /// descriptor is closed, even if the process is killed.
+    static func anonymousFile(in directory: String, prefix: String = "cyclegand-spool", path: String) throws -> Int32 {
+        var template = Array((directory + "/" + prefix + "-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw ImagingError(
@@ -77,82 +79,5 @@ final class MappedSpool: @unchecked Sendable {
         }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         return fd
-    }
-}
-
-/// Writes a file atomically: into a hidden temporary name in the destination's
-/// directory, fsync, then rename over the destination. On any error the
-/// temporary file is removed and the destination is untouched.
-enum AtomicFile {
-    /// The destination's directory and file name.
-    private static func split(_ destination: String) throws -> (directory: String, name: String) {
-        let slash = destination.lastIndex(of: "/")
-        let directory = slash.map { String(destination[..<$0]) } ?? "."
-        let name = slash.map { String(destination[destination.index(after: $0)...]) } ?? destination
-        guard !name.isEmpty else {
-            throw ImagingError(.writeFailed, path: destination, reason: "the output path names a directory, not a file")
-        }
-        return (directory, name)
-    }
-
-    /// Fails now, rather than after the work, if `destination` cannot be written.
-    static func checkWritable(_ destination: String) throws {
-        let (directory, _) = try split(destination)
-        let folder = directory.isEmpty ? "/" : directory
-        guard access(folder, W_OK | X_OK) == 0 else {
-            throw ImagingError(
-                .writeFailed, path: destination,
-                reason: "cannot write into \(folder): \(String(cString: strerror(errno)))")
-        }
-        var info = stat()
-        if stat(destination, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-            throw ImagingError(.writeFailed, path: destination, reason: "a directory of that name is in the way")
-        }
-    }
-
-    static func write(to destination: String, _ body: (Int32) throws -> Void) throws {
-        let (directory, name) = try split(destination)
-        // Hidden (leading dot) so that watch folders ignore it; short enough for NAME_MAX.
-        var stem = ""
-        for character in name where stem.utf8.count + character.utf8.count <= 120 { stem.append(character) }
-        var template = Array(((directory.isEmpty ? "" : directory) + "/." + stem + ".tmp-XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else {
-            throw ImagingError(
-                .writeFailed, path: destination,
-                reason: "cannot create a file in \(directory): \(String(cString: strerror(errno)))")
-        }
-        let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        var closed = false
-        do {
-            fchmod(fd, 0o644)
-            try body(fd)
-            guard fsync(fd) == 0 else {
-                throw ImagingError(
-                    .writeFailed, path: destination,
-                    reason: "cannot flush the output to disk: \(String(cString: strerror(errno)))")
-            }
-            closed = true
-            guard close(fd) == 0 else {
-                throw ImagingError(
-                    .writeFailed, path: destination,
-                    reason: "cannot close the output: \(String(cString: strerror(errno)))")
-            }
-            guard rename(temporary, destination) == 0 else {
-                throw ImagingError(
-                    .writeFailed, path: destination,
-                    reason: "cannot move the output into place: \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            if !closed { close(fd) }
-            unlink(temporary)
-            throw error
-        }
-        // Make the rename itself durable.
-        let directoryDescriptor = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY)
-        if directoryDescriptor >= 0 {
-            fsync(directoryDescriptor)
-            close(directoryDescriptor)
-        }
     }
 }

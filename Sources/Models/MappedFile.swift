@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 
 #if canImport(Glibc)
@@ -70,44 +71,20 @@ public enum FileError: Error, CustomStringConvertible {
     }
 }
 
-/// Writes files so that readers see either the old content or the complete
-/// new one, never a half-written file, even across a crash: the bytes go to a
-/// temporary file in the same directory, which is fsynced, renamed over the
-/// target, and the directory is fsynced so the rename itself is durable.
+/// Model files written atomically, through the project's one writer (`DurableFile`: a hidden
+/// temporary file beside the target, fsync, rename, fsync of the folder), with a buffered sink.
 public enum AtomicFile {
     /// Writes whatever `body` emits to `url` atomically. `body` receives a
     /// sink that appends bytes to the temporary file.
     public static func write(to url: URL, _ body: (inout FileSink) throws -> Void) throws {
-        let dir = url.deletingLastPathComponent()
-        let tmp = dir.appendingPathComponent(
-            ".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp")
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileError.cannotWrite(tmp, errno: errno) }
-        var sink = FileSink(fd: fd, url: tmp)
         do {
-            try body(&sink)
-            try sink.flush()
-            guard fsync(fd) == 0 else { throw FileError.cannotWrite(tmp, errno: errno) }
-            guard close(fd) == 0 else {
-                sink.fd = -1
-                throw FileError.cannotWrite(tmp, errno: errno)
+            try DurableFile.write(to: url.path) { fd in
+                var sink = FileSink(fd: fd, url: url)
+                try body(&sink)
+                try sink.flush()
             }
-            sink.fd = -1
-            guard rename(tmp.path, url.path) == 0 else { throw FileError.cannotWrite(url, errno: errno) }
-        } catch {
-            if sink.fd >= 0 { close(sink.fd) }
-            unlink(tmp.path)
-            throw error
-        }
-        syncDirectory(dir)
-    }
-
-    /// fsyncs a folder, so that the renames and creations in it survive a crash.
-    public static func syncDirectory(_ dir: URL) {
-        let dfd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            fsync(dfd)
-            close(dfd)
+        } catch let failure as DurableFile.Failure {
+            throw FileError.cannotWrite(url, errno: failure.errno)
         }
     }
 
@@ -119,11 +96,18 @@ public enum AtomicFile {
             }
         }
     }
+
+    /// fsyncs a folder, so that the renames and creations in it survive a crash.
+    public static func syncDirectory(_ dir: URL) throws {
+        do { try DurableFile.syncFolder(dir.path) } catch let failure as DurableFile.Failure {
+            throw FileError.cannotWrite(dir, errno: failure.errno)
+        }
+    }
 }
 
 /// A buffered appender to an open file descriptor.
 public struct FileSink {
-    fileprivate var fd: Int32
+    fileprivate let fd: Int32
     let url: URL
     private var pending: [UInt8] = []
     /// Bytes appended so far.
@@ -156,14 +140,10 @@ public struct FileSink {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileError.cannotWrite(url, errno: errno)
-            }
-            done += n
+        do {
+            try DurableFile.writeAll(bytes, to: fd, path: url.path)
+        } catch let failure as DurableFile.Failure {
+            throw FileError.cannotWrite(url, errno: failure.errno)
         }
     }
 }

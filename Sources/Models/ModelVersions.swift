@@ -147,7 +147,7 @@ extension ModelStore {
             try? FileManager.default.removeItem(at: incoming)
             throw error
         }
-        AtomicFile.syncDirectory(versions)
+        try AtomicFile.syncDirectory(versions)
     }
 
     /// Keeps the current version before a publish or rollback replaces it:

@@ -83,7 +83,7 @@ public struct TrainingCheckpoint: Sendable {
             try? files.removeItem(at: incoming)
             throw error
         }
-        AtomicFile.syncDirectory(folder)
+        try AtomicFile.syncDirectory(folder)
         if stop == .newRenamedIn { return }
         if hadOld { try? files.removeItem(at: aside) }
     }
@@ -181,7 +181,7 @@ public struct TrainingCheckpoint: Sendable {
             guard rename(folder.appendingPathComponent(complete).path, current.path) == 0 else {
                 throw FileError.cannotWrite(current, errno: errno)
             }
-            AtomicFile.syncDirectory(folder)
+            try AtomicFile.syncDirectory(folder)
         }
         for name in leftovers where files.fileExists(atPath: folder.appendingPathComponent(name).path) {
             try? files.removeItem(at: folder.appendingPathComponent(name))

@@ -2,10 +2,12 @@ import ArgumentParser
 import Control
 import CycleGAN
 import Daemon
+import FileOutput
 import Foundation
 import Imaging
 import Logging
 import Models
+import Translation
 
 #if canImport(Glibc)
     import Glibc
@@ -64,7 +66,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let memoryLimit, DaemonConfig.parseByteSize(memoryLimit) == nil {
             throw ValidationError("--memory-limit \(memoryLimit) is not a size; write e.g. 1GiB or 512MiB")
         }
-        if let quality, !(1...100).contains(quality) { throw ValidationError("--quality must be within 1...100") }
+        if let problem = quality.flatMap(Quality.problem) { throw ValidationError("--\(problem)") }
         if let workers, workers < 0 { throw ValidationError("--workers must be 0 (one per core) or more") }
         if let threads, threads < 0 { throw ValidationError("--threads must be 0 (every core) or more") }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
@@ -119,11 +121,13 @@ struct ServeCommand: AsyncParsableCommand {
         let store = ModelStore(root: URL(fileURLWithPath: configuration.modelsDir))
         try? FileManager.default.createDirectory(atPath: configuration.modelsDir, withIntermediateDirectories: true)
         let command = self
+        // Images and long jobs share the cores and the memory limit.
+        let allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount)
         let daemon = Daemon(
             config: configuration, catalog: StoreCatalog(store: store),
             translator: GeneratorTranslator(
-                store: store, threads: configuration.threads == 0 ? nil : configuration.threads),
-            logger: logger, reloadConfig: { try command.loadConfiguration() })
+                store: store, threads: configuration.threads == 0 ? nil : configuration.threads, allotment: allotment),
+            logger: logger, allotment: allotment, reloadConfig: { try command.loadConfiguration() })
         do {
             try daemon.start()
         } catch {
@@ -166,86 +170,5 @@ struct ServeCommand: AsyncParsableCommand {
     static func fail(_ message: String, status: Int32 = 1) -> Never {
         FileHandle.standardError.write(Data("cyclegand serve: \(message)\n".utf8))
         Foundation.exit(status)
-    }
-}
-
-/// The Models store as the daemon's catalog of directions.
-struct StoreCatalog: ModelCatalog {
-    let store: ModelStore
-
-    var modelsDirectory: URL? { store.root }
-
-    func scan() throws -> ModelScan {
-        let catalog = store.catalog()
-        let models = catalog.models.map { manifest in
-            ModelInfo(
-                name: manifest.name, directions: manifest.directions.map(\.name).sorted(),
-                path: store.folder(manifest.name).path)
-        }
-        let directions = catalog.directions.map {
-            DirectionInfo(name: $0.name, model: $0.model, from: $0.from, to: $0.to)
-        }
-        return ModelScan(models: models, directions: directions, problems: catalog.problems)
-    }
-}
-
-/// Runs a direction's generator on one file through `ImageTranslation` (whole image, or
-/// streamed in bands when the memory limit asks for it). Generators stay loaded between images
-/// (per direction, dropped when the models change). The images the workers translate at once
-/// share the cores and the memory limit through an `Allotment`.
-final class GeneratorTranslator: Translator, @unchecked Sendable {
-    private let store: ModelStore
-    /// Threads per image when configured; nil: the allotment's share of the cores.
-    private let threads: Int?
-    private let allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount)
-    private let lock = NSLock()
-    private var generators: [String: ResnetGenerator] = [:]
-
-    init(store: ModelStore, threads: Int?) {
-        self.store = store
-        self.threads = threads
-    }
-
-    func modelsChanged() {
-        lock.withLock { generators = [:] }
-    }
-
-    private func generator(_ direction: String) throws -> ResnetGenerator {
-        if let g = lock.withLock({ generators[direction] }) { return g }
-        let g: ResnetGenerator
-        do {
-            g = try store.generator(direction: direction)
-        } catch {
-            throw DaemonError(.noModel, "\(error)")
-        }
-        lock.withLock { generators[direction] = g }
-        return g
-    }
-
-    func translate(
-        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
-    ) throws -> TranslationResult {
-        let generator = try generator(direction)
-        let limit = options.memoryLimit == 0 ? Int.max : Int(clamping: options.memoryLimit)
-        let translation = ImageTranslation.Options(
-            memoryLimit: limit, load: LoadOptions(pixelLimit: options.maxPixels),
-            save: SaveOptions(format: options.format.fileExtension, quality: options.quality))
-        do {
-            let plan = try ImageTranslation.Plan(input: input.path, generator: generator, options: translation)
-            let grant = allotment.admit(bytes: plan.bytes, limit: limit)
-            defer { allotment.release(grant) }
-            if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
-            let report = try plan.run(
-                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled })
-            return TranslationResult(width: report.width, height: report.height, milliseconds: report.seconds * 1000)
-        } catch let e as ImagingError {
-            switch e.kind {
-            case .unreadable, .corrupt: throw DaemonError(.unreadableImage, e.reason)
-            case .tooLarge: throw DaemonError(.tooLarge, e.reason)
-            case .writeFailed: throw DaemonError(.writeFailed, e.reason)
-            case .invalidArgument: throw DaemonError(.translationFailed, e.reason)
-            case .cancelled: throw DaemonError(.cancelled, "cancelled on request while it was translated")
-            }
-        }
     }
 }

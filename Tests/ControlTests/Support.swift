@@ -131,10 +131,15 @@ final class DaemonProcess: @unchecked Sendable {
     func client() throws -> ControlClient { try ControlClient(socketPath: socketPath) }
 
     /// Resident memory of the daemon process, from /proc.
-    var residentBytes: Int {
+    var residentBytes: Int { statusKilobytes("VmRSS:") * 1024 }
+
+    /// The most resident memory the daemon process has had, from /proc.
+    var peakResidentBytes: Int { statusKilobytes("VmHWM:") * 1024 }
+
+    private func statusKilobytes(_ key: String) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+        let line = status.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
     }
 }
 

@@ -4,7 +4,7 @@ import Testing
 @testable import Daemon
 
 /// Admits `bytes` on a thread of its own; `granted` is signalled once it got in.
-private final class Admission: @unchecked Sendable {
+final class Admission: @unchecked Sendable {
     let granted = DispatchSemaphore(value: 0)
     private(set) var grant: Allotment.Grant?
 
@@ -66,4 +66,83 @@ private final class Admission: @unchecked Sendable {
         #expect(small.admitted(within: 10))
         #expect(small.grant?.threads == 1)
     }
+}
+
+/// Grants that follow the work running now, and the long job (fine-tuning) beside images.
+@Suite struct LongJobAllotmentTests {
+    @Test func grantsFollowTheWorkRunningNowNotTheOrderOfAdmission() {
+        let allotment = Allotment(cores: 4)
+        let first = allotment.admit(bytes: 10, limit: 100)
+        let second = allotment.admit(bytes: 10, limit: 100)
+        let third = allotment.admit(bytes: 10, limit: 100)
+        #expect([first, second, third].map(\.threads) == [1, 1, 1])
+        allotment.release(third)
+        #expect([first, second].map(\.threads) == [2, 2])
+        allotment.release(second)
+        #expect(first.threads == 4)
+        allotment.release(first)
+    }
+
+    @Test func aLongJobHoldsMemoryAndGivesItsCoresBackWhileImagesWait() {
+        let allotment = Allotment(cores: 2)
+        let long = allotment.admitLongJob(bytes: 60, limit: 100)
+        #expect(allotment.resume(long) == 2 && long.threads == 2)
+        // Images are planned under what the long job leaves.
+        #expect(allotment.room(limit: 100) == 40)
+        let image = allotment.admit(bytes: 30, limit: 100)
+        #expect(long.threads == 0 && image.threads == 2)
+        // The long job's next step waits until the image is done, then has every core again.
+        let resumed = DispatchSemaphore(value: 0)
+        let threads = Mutexed(0)
+        Thread.detachNewThread {
+            threads.set(allotment.resume(long))
+            resumed.signal()
+        }
+        #expect(resumed.wait(timeout: .now() + 0.3) == .timedOut)
+        allotment.release(image)
+        #expect(resumed.wait(timeout: .now() + 10) == .success)
+        #expect(threads.value == 2)
+        // A second image that does not fit beside the long job and the first waits for memory.
+        let first = allotment.admit(bytes: 30, limit: 100)
+        let waiting = Admission(allotment, bytes: 30, limit: 100)
+        #expect(!waiting.admitted(within: 0.3))
+        #expect(long.threads == 0, "an image waits: the long job has no core")
+        allotment.release(first)
+        #expect(waiting.admitted(within: 10))
+        allotment.release(waiting.grant!)
+        allotment.release(long)
+        #expect(allotment.inFlight == 0 && allotment.room(limit: 100) == 100)
+    }
+
+    @Test func aLongJobWaitsForItsMemory() {
+        let allotment = Allotment(cores: 2)
+        let image = allotment.admit(bytes: 70, limit: 100)
+        let long = LongAdmission(allotment, bytes: 50, limit: 100)
+        #expect(!long.admitted(within: 0.3))
+        allotment.release(image)
+        #expect(long.admitted(within: 10))
+    }
+}
+
+/// A value shared with another thread.
+final class Mutexed<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T { lock.withLock { stored } }
+    func set(_ value: T) { lock.withLock { stored = value } }
+}
+
+/// Admits a long job on a thread of its own.
+private final class LongAdmission: @unchecked Sendable {
+    let granted = DispatchSemaphore(value: 0)
+
+    init(_ allotment: Allotment, bytes: Int, limit: Int) {
+        Thread.detachNewThread { [self] in
+            _ = allotment.admitLongJob(bytes: bytes, limit: limit)
+            granted.signal()
+        }
+    }
+
+    func admitted(within seconds: Double) -> Bool { granted.wait(timeout: .now() + seconds) == .success }
 }

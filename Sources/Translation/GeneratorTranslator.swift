@@ -1,0 +1,110 @@
+import CycleGAN
+import Daemon
+import FileOutput
+import Foundation
+import Imaging
+import Models
+
+/// The daemon's translator: a direction's generator run on one file through `ImageTranslation`
+/// (the whole image at once, or streamed in bands when its memory budget asks for it).
+///
+/// Generators stay loaded between images, one per direction, each built once however many
+/// requests ask for it at the same time (`LoadOnce`), and are dropped when the models change.
+/// The images the workers translate at once share the cores and the daemon's memory limit
+/// through an `Allotment`: each is measured first (`ImageTranslation.Plan`), then waits until
+/// its memory fits beside the others.
+public final class GeneratorTranslator: Translator, @unchecked Sendable {
+    /// Threads per image when configured; nil: the allotment's share of the cores.
+    private let threads: Int?
+    private let allotment: Allotment
+    private let generators: LoadOnce<ResnetGenerator>
+
+    /// - Parameters:
+    ///   - threads: threads per image (nil: the cores shared out among the images running).
+    ///   - load: builds the generator of a direction (its errors become `no_model`).
+    ///   - allotment: the cores and memory shared with the other work (the daemon's).
+    public init(
+        threads: Int?, allotment: Allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount),
+        load: @escaping @Sendable (String) throws -> ResnetGenerator
+    ) {
+        self.threads = threads
+        self.allotment = allotment
+        self.generators = LoadOnce { direction in
+            do {
+                return try load(direction)
+            } catch {
+                throw DaemonError(.noModel, "\(error)")
+            }
+        }
+    }
+
+    /// Generators from a model store.
+    public convenience init(store: ModelStore, threads: Int?, allotment: Allotment) {
+        self.init(threads: threads, allotment: allotment) { try store.generator(direction: $0) }
+    }
+
+    /// Generators built since start (tests check that a burst builds each once).
+    public var generatorsBuilt: Int { generators.builds }
+
+    public func modelsChanged() {
+        generators.removeAll()
+    }
+
+    public func translate(
+        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
+    ) throws -> TranslationResult {
+        let generator = try generators.value(for: direction)
+        let shared = MemoryBudget.bytes(options.sharedMemoryLimit)
+        // Planned under what the long jobs leave, so that it fits beside them.
+        let budget = min(MemoryBudget.bytes(options.memoryLimit), allotment.room(limit: shared))
+        let translation = ImageTranslation.Options(
+            memoryLimit: budget, load: LoadOptions(pixelLimit: options.maxPixels),
+            save: SaveOptions(format: options.format.fileExtension, quality: options.quality))
+        do {
+            let plan = try ImageTranslation.Plan(input: input.path, generator: generator, options: translation)
+            let grant = allotment.admit(bytes: plan.bytes, limit: shared)
+            defer { allotment.release(grant) }
+            if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
+            let report = try plan.run(
+                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled })
+            return TranslationResult(width: report.width, height: report.height, milliseconds: report.seconds * 1000)
+        } catch let e as ImagingError {
+            throw Self.daemonError(e)
+        }
+    }
+
+    /// The daemon's code for an imaging failure.
+    static func daemonError(_ e: ImagingError) -> DaemonError {
+        switch e.kind {
+        case .unreadable, .corrupt: DaemonError(.unreadableImage, e.reason)
+        case .tooLarge: DaemonError(.tooLarge, e.reason)
+        case .writeFailed: DaemonError(.writeFailed, e.reason)
+        case .invalidArgument: DaemonError(.translationFailed, e.reason)
+        case .cancelled: DaemonError(.cancelled, "cancelled on request while it was translated")
+        }
+    }
+}
+
+/// The models store as the daemon's catalog of directions.
+public struct StoreCatalog: ModelCatalog {
+    public let store: ModelStore
+
+    public init(store: ModelStore) {
+        self.store = store
+    }
+
+    public var modelsDirectory: URL? { store.root }
+
+    public func scan() throws -> ModelScan {
+        let catalog = store.catalog()
+        let models = catalog.models.map { manifest in
+            ModelInfo(
+                name: manifest.name, directions: manifest.directions.map(\.name).sorted(),
+                path: store.folder(manifest.name).path)
+        }
+        let directions = catalog.directions.map {
+            DirectionInfo(name: $0.name, model: $0.model, from: $0.from, to: $0.to)
+        }
+        return ModelScan(models: models, directions: directions, problems: catalog.problems)
+    }
+}
