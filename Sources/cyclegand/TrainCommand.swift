@@ -26,11 +26,12 @@ struct TrainCommand: ParsableCommand {
             model's current version (translate, serve and export use it); the one before stays in versions/.
 
             Examples:
-              cyclegand train --dataroot datasets/horse2zebra --name horse2zebra --domains horse,zebra
-              cyclegand train --dataroot my_photos --name modern2vintage --continue_train --n_epochs 5 \\
-                --n_epochs_decay 5 --load_size 286 --crop_size 256
-              cyclegand train --dataroot synth --name test --netG resnet_6blocks --ngf 16 --ndf 16 \\
-                --preprocess none --crop_size 32 --max_iters 1000
+              cyclegand train --dataroot horse2zebra --name horse2zebra \\
+                --domains horse,zebra
+              cyclegand train --dataroot my_photos --name modern2vintage \\
+                --continue_train --n_epochs 5 --n_epochs_decay 5
+              cyclegand train --dataroot synth --name test --netG resnet_6blocks \\
+                --ngf 16 --ndf 16 --preprocess none --crop_size 32 --max_iters 1000
 
             docs/TRAINING.md is the guide: fine-tuning the default model, every option, time and memory.
             """)

@@ -29,6 +29,10 @@ struct BackwardBenchmarkTests {
         Layer(name: "D c1 s1", cin: 512, cout: 1, kernel: 4, stride: 1, padding: .zero(1), size: 31),
     ]
 
+    /// CYCLEGAND_BENCH_EXACT=1 times the convolutions training runs by default (no Winograd).
+    static let algorithm: Conv2D.Algorithm =
+        ProcessInfo.processInfo.environment["CYCLEGAND_BENCH_EXACT"] != nil ? .exact : .automatic
+
     /// Best of five, in milliseconds.
     func time(_ body: () -> Void) -> Double {
         (0..<5).map { _ in
@@ -75,8 +79,10 @@ struct BackwardBenchmarkTests {
                 }
             } else {
                 let weight = Tensor.random([l.cout, l.cin, l.kernel, l.kernel], seed: 2, scale: 0.05)
-                let conv = Conv2D(weight: weight, bias: bias, stride: l.stride, trainable: true)
-                build = time { _ = Conv2D(weight: weight, bias: bias, stride: l.stride, trainable: true) }
+                let conv = Conv2D(weight: weight, bias: bias, stride: l.stride, algorithm: Self.algorithm, trainable: true)
+                build = time {
+                    _ = Conv2D(weight: weight, bias: bias, stride: l.stride, algorithm: Self.algorithm, trainable: true)
+                }
                 let (oh, ow) = conv.outputSize(height: h, width: w, padding: l.padding)
                 let dY = Tensor.random([l.cout, oh, ow], seed: 4)
                 let dW = Tensor(shape: weight.shape)
