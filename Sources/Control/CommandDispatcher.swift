@@ -120,9 +120,7 @@ struct CommandDispatcher: Sendable {
             direction: params.direction, inputBytes: input, inputName: params.name ?? params.input ?? "inline.png",
             format: format, quality: params.quality, memoryLimit: params.memoryLimit)
         let result = try await control.translate(request)
-        guard let bytes = result.outputBytes else {
-            throw ControlError(.internal, "the daemon returned no image for an in-memory translation")
-        }
+        let bytes = result.outputBytes
         var body = TranslateBody(
             job: result.id, direction: result.direction, output: nil, format: result.format, width: result.width,
             height: result.height, ms: result.milliseconds, bytes: nil)

@@ -177,48 +177,37 @@ public struct DirectionInfo: Codable, Sendable, Equatable, Hashable {
     }
 }
 
-/// One interactive translation. Give either `input` (a path the daemon can read) or `inputBytes`
-/// (an encoded image, e.g. the socket's inline form); either `output` (a new file to create) or
-/// nothing, in which case the encoded result comes back in `TranslateReply.outputBytes`.
+/// One interactive translation: an encoded image in, the encoded result back. (The socket
+/// reads and writes the peer's files itself, with the peer's rights: docs/PROTOCOL.md.)
 public struct TranslateRequest: Codable, Sendable {
     public var direction: String
-    public var input: String?
-    public var inputBytes: Data?
-    /// File name hint for inline input (its extension tells the format for `same`), e.g. `x.png`.
+    public var inputBytes: Data
+    /// File name hint for the input (its extension tells the format for `same`), e.g. `x.png`.
     public var inputName: String?
-    public var output: String?
     public var format: OutputFormat?
     /// 1...100 for lossy formats.
     public var quality: Int?
-    /// Per-image memory budget in bytes; nil = the daemon's configured limit.
+    /// This image's memory budget in bytes; it may only lower the daemon's (`MemoryBudget`).
     public var memoryLimit: UInt64?
-    /// Replace an existing `output` file (default false: an existing output is a `bad_request`).
-    public var overwrite: Bool?
 
     public init(
-        direction: String, input: String? = nil, inputBytes: Data? = nil, inputName: String? = nil,
-        output: String? = nil, format: OutputFormat? = nil, quality: Int? = nil,
-        memoryLimit: UInt64? = nil, overwrite: Bool? = nil
+        direction: String, inputBytes: Data, inputName: String? = nil, format: OutputFormat? = nil,
+        quality: Int? = nil, memoryLimit: UInt64? = nil
     ) {
         self.direction = direction
-        self.input = input
         self.inputBytes = inputBytes
         self.inputName = inputName
-        self.output = output
         self.format = format
         self.quality = quality
         self.memoryLimit = memoryLimit
-        self.overwrite = overwrite
     }
 }
 
 public struct TranslateReply: Codable, Sendable {
     public var id: String
     public var direction: String
-    /// The written file, when the request named one.
-    public var output: String?
-    /// The encoded result, when the request named no output file.
-    public var outputBytes: Data?
+    /// The encoded result.
+    public var outputBytes: Data
     public var format: OutputFormat
     public var width: Int
     public var height: Int
@@ -226,12 +215,11 @@ public struct TranslateReply: Codable, Sendable {
     public var milliseconds: Double
 
     public init(
-        id: String, direction: String, output: String?, outputBytes: Data?, format: OutputFormat,
-        width: Int, height: Int, milliseconds: Double
+        id: String, direction: String, outputBytes: Data, format: OutputFormat, width: Int, height: Int,
+        milliseconds: Double
     ) {
         self.id = id
         self.direction = direction
-        self.output = output
         self.outputBytes = outputBytes
         self.format = format
         self.width = width

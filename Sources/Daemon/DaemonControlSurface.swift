@@ -27,27 +27,12 @@ extension Daemon: DaemonControl {
     public func directions() async -> [DirectionInfo] { models.directions }
 
     public func translate(_ request: TranslateRequest) async throws -> TranslateReply {
-        guard (request.input == nil) != (request.inputBytes == nil) else {
-            throw DaemonError(.badRequest, "give exactly one of input (a path) or input bytes")
-        }
         if let problem = request.quality.flatMap(Quality.problem) { throw DaemonError(.badRequest, problem) }
-        if let input = request.input, !FS.isRegularFile(input) {
-            throw DaemonError(.notFound, "input \(input) is not a regular file")
-        }
-        if let output = request.output {
-            let folder = (output as NSString).deletingLastPathComponent
-            guard FS.isDirectory(folder.isEmpty ? "." : folder) else {
-                throw DaemonError(.notFound, "the output folder \(folder) does not exist")
-            }
-            if request.overwrite != true && FS.exists(output) {
-                throw DaemonError(.badRequest, "\(output) already exists; choose a new name or allow overwriting")
-            }
-        }
         if isStopping {
             throw DaemonError(.shuttingDown, "the daemon is stopping; try again after it restarts")
         }
         let id = spool.newID()
-        let label = request.input ?? "<inline>"
+        let label = "<inline>"
         return try await withCheckedThrowingContinuation { continuation in
             let job = InteractiveJob(request: request, continuation: continuation)
             scheduler.submit(

@@ -113,12 +113,12 @@ struct ImageJobs: Sendable {
             let reply = try translate(job.request, id: entry.id, cancel: entry.cancel)
             status.imageDone()
             settings.log.info(
-                "\(reply.direction) \(entry.label) \(reply.width)x\(reply.height) \(Int(reply.milliseconds.rounded())) ms -> \(reply.output ?? "<inline>") (interactive)"
+                "\(reply.direction) \(entry.label) \(reply.width)x\(reply.height) \(Int(reply.milliseconds.rounded())) ms -> inline reply (interactive)"
             )
             hub.publish(
                 DaemonEvent(
                     kind: .imageDone, jobId: entry.id, jobKind: .interactive, direction: reply.direction,
-                    input: entry.label, output: reply.output, width: reply.width, height: reply.height,
+                    input: entry.label, width: reply.width, height: reply.height,
                     milliseconds: reply.milliseconds))
             job.resolve(.success(reply))
         } catch {
@@ -135,8 +135,8 @@ struct ImageJobs: Sendable {
         }
     }
 
-    /// Translates into a scratch folder under work/ (removed afterwards, or at the next start);
-    /// the result goes back inline, or is placed at the requested output path.
+    /// Translates in a scratch folder under work/ (removed afterwards, or at the next start) and
+    /// returns the encoded result.
     private func translate(_ request: TranslateRequest, id: String, cancel: CancellationFlag) throws
         -> TranslateReply
     {
@@ -148,51 +148,24 @@ struct ImageJobs: Sendable {
         let scratch = try spool.interactiveScratch(id: id)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
-        let input: String
-        if let path = request.input {
-            input = path
-        } else {
-            let name = (request.inputName.map { ($0 as NSString).lastPathComponent } ?? "input.png")
-            input = scratch + "/" + (IncomingName.isIgnored(name) ? "input.png" : name)
-            try DurableFile.write(request.inputBytes ?? Data(), to: input)
-        }
-        let configured = request.format ?? config.outputFormat
-        let byOutputName = request.output.flatMap { OutputFormat(fileName: $0) }
-        let format =
-            configured == .same && byOutputName != nil
-            ? byOutputName! : OutputNaming.resolve(inputName: input, configured: configured).0
+        let name = (request.inputName.map { ($0 as NSString).lastPathComponent } ?? "input.png")
+        let input = scratch + "/" + (IncomingName.isIgnored(name) ? "input.png" : name)
+        try DurableFile.write(request.inputBytes, to: input)
+        let format = OutputNaming.resolve(inputName: input, configured: request.format ?? config.outputFormat).0
         let options = TranslationOptions(
             format: format, quality: request.quality ?? config.quality,
             memoryLimit: MemoryBudget.share(asked: request.memoryLimit, daemon: config.memoryLimit),
             sharedMemoryLimit: config.memoryLimit, maxPixels: config.maxPixels)
-        let ext = format.fileExtension!
-        // A requested output is written beside it under a hidden name, then placed; an inline
-        // result is read back from the scratch folder.
-        let destination =
-            request.output.map {
-                let folder = ($0 as NSString).deletingLastPathComponent
-                return (folder.isEmpty ? "." : folder) + "/" + Spool.tempPrefix + id + "." + ext
-            } ?? scratch + "/output." + ext
-        defer { if request.output != nil { FS.remove(destination) } }
+        let output = scratch + "/output." + format.fileExtension!
         let result = try translator.translate(
-            input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: destination),
-            direction: request.direction, options: options, cancel: cancel)
+            input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: output), direction: request.direction,
+            options: options, cancel: cancel)
         if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled on request while it was translated") }
-        var reply = TranslateReply(
-            id: id, direction: request.direction, output: nil, outputBytes: nil, format: format, width: result.width,
-            height: result.height, milliseconds: result.milliseconds)
-        if let output = request.output {
-            try FS.fsyncPath(destination)
-            guard try FS.place(destination, at: output, replace: request.overwrite == true) else {
-                throw DaemonError(.badRequest, "\(output) already exists; choose a new name or allow overwriting")
-            }
-            reply.output = output
-        } else {
-            guard let bytes = FileManager.default.contents(atPath: destination) else {
-                throw DaemonError(.internal, "the translator reported success but wrote no \(destination)")
-            }
-            reply.outputBytes = bytes
+        guard let bytes = FileManager.default.contents(atPath: output) else {
+            throw DaemonError(.internal, "the translator reported success but wrote no \(output)")
         }
-        return reply
+        return TranslateReply(
+            id: id, direction: request.direction, outputBytes: bytes, format: format, width: result.width,
+            height: result.height, milliseconds: result.milliseconds)
     }
 }
