@@ -262,6 +262,37 @@ public enum InstanceNorm {
         }
     }
 
+    /// y [C, P] = activation(xhat·γ + β) again from the saved xhat: what `trainingForward` wrote into y,
+    /// for a tape that keeps only xhat (the next layer's input and the activation's mask come back from it).
+    public static func output(
+        xhat: UnsafePointer<Float>, channels: Int, pixels: Int, gamma: UnsafePointer<Float>?,
+        beta: UnsafePointer<Float>?, activation: Activation, into y: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
+        // The same arithmetic as `trainingForward`, so the values are the same to the bit.
+        let slope: Float
+        switch activation {
+        case .none: slope = 1
+        case .relu: slope = 0
+        case .leakyReLU(let s): slope = s
+        }
+        compute.forEach(channels) { c in
+            let g = gamma?[c] ?? 1
+            let b = beta?[c] ?? 0
+            let (xh, out) = (xhat + c * pixels, y + c * pixels)
+            var i = 0
+            while i + 8 <= pixels {
+                let o = UnsafeRawPointer(xh + i).loadUnaligned(as: SIMD8<Float>.self) * g + b
+                UnsafeMutableRawPointer(out + i).storeBytes(
+                    of: o.replacing(with: o * slope, where: o .<= 0), as: SIMD8<Float>.self)
+                i += 8
+            }
+            for j in i..<pixels {
+                let o = xh[j] * g + b
+                out[j] = o > 0 ? o : o * slope
+            }
+        }
+    }
+
     /// dy is ∂L/∂(xhat·γ + β) (the activation's backward already applied). Overwrites dx [C, P] (may be dy):
     /// dx = rstd·γ·(dy − mean(dy) − xhat·mean(dy·xhat)). Adds dγ += Σ dy·xhat and dβ += Σ dy when non-nil.
     public static func backward(

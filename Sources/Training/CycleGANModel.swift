@@ -241,6 +241,8 @@ final class CycleGANModel {
 /// Tapes by slot, each re-planned only when its layers or input shape change.
 private final class TapeCache {
     private var slots: [Int: (layers: [Layer], tape: Tape)] = [:]
+    /// One set of gradient buffers for every tape: backward passes run one at a time.
+    private let gradients = GradientPool()
 
     /// Generators whose norms differ only in being affine (a fine-tuned vintagify G_A beside a new G_B)
     /// have the same activations and share a tape: compare the layers without that flag.
@@ -248,7 +250,7 @@ private final class TapeCache {
         let key = Self.skeleton(layers)
         if let s = slots[slot], s.tape.inputShape == shape, s.layers == key { return s.tape }
         slots[slot] = nil  // free the old buffers before planning the new ones
-        let tape = Tape(layers: layers, channels: shape[1], height: shape[2], width: shape[3])
+        let tape = Tape(layers: layers, channels: shape[1], height: shape[2], width: shape[3], gradients: gradients)
         slots[slot] = (key, tape)
         return tape
     }

@@ -39,7 +39,7 @@ public struct TrainingRequest: Sendable {
 /// preparation) are the checkpoint's, or the run would not be the same run.
 let resumableOptions: Set<String> = [
     "n_epochs", "n_epochs_decay", "max_iters", "print_freq", "display_freq", "save_latest_freq", "save_epoch_freq",
-    "threads", "fast_conv",
+    "threads", "exact_conv",
 ]
 
 /// How a run ended.
@@ -155,7 +155,7 @@ public final class Trainer {
         // The four networks: from the checkpoint, from the model, or fresh.
         var random = SplitMix64(seed: options.seed).derived(0x1417)
         var initialised: [String] = []
-        let algorithm: Conv2D.Algorithm = options.fastConv ? .automatic : .exact
+        let algorithm: Conv2D.Algorithm = options.exactConv ? .exact : .automatic
         func network(_ role: NetworkRole, generator: Bool) throws -> TrainableNetwork {
             if let saved {
                 let layers =
@@ -406,7 +406,7 @@ extension TrainingOptions {
         case "save_latest_freq": saveLatestFreq = other.saveLatestFreq
         case "save_epoch_freq": saveEpochFreq = other.saveEpochFreq
         case "threads": threads = other.threads
-        case "fast_conv": fastConv = other.fastConv
+        case "exact_conv": exactConv = other.exactConv
         default: break
         }
     }

@@ -52,9 +52,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var maxIters: Int?
     public var threads: Int?
     public var seed: UInt64 = 0
-    /// Winograd convolutions where they apply (the residual blocks): faster, but rounded differently
-    /// from PyTorch's direct convolutions (see `Conv2D.Algorithm.exact`).
-    public var fastConv = false
+    /// Every convolution as a plain sum of products, rounded as PyTorch's are (`Conv2D.Algorithm.exact`):
+    /// step-for-step PyTorch's numbers, slower and lighter. Without it the residual blocks run Winograd.
+    public var exactConv = false
 
     public init() {}
 
@@ -87,7 +87,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case saveLatestFreq = "save_latest_freq"
         case saveEpochFreq = "save_epoch_freq"
         case maxIters = "max_iters"
-        case fastConv = "fast_conv"
+        case exactConv = "exact_conv"
     }
 
     /// The last epoch the schedule runs.

@@ -256,9 +256,9 @@ struct ScheduleOptions: ParsableArguments {
     var maxIters: Int?
     @Option(help: "Threads (default: every core).") var threads: Int?
     @Flag(
-        name: [.customLong("fast_conv"), .customLong("fast-conv")],
-        help: "Winograd convolutions in the residual blocks: faster; rounds differently from PyTorch.")
-    var fastConv = false
+        name: [.customLong("exact_conv"), .customLong("exact-conv")],
+        help: "No Winograd: round every convolution as PyTorch does (its numbers step for step; slower).")
+    var exactConv = false
     @Option(help: "Seed of every random choice: initial weights, pairing, crops, flips, pools (default 0).")
     var seed: UInt64?
 
@@ -276,7 +276,7 @@ struct ScheduleOptions: ParsableArguments {
             given.insert("threads")
         }
         set(&o.seed, seed, "seed", &given)
-        if fastConv { set(&o.fastConv, true, "fast_conv", &given) }
+        if exactConv { set(&o.exactConv, true, "exact_conv", &given) }
     }
 }
 
