@@ -11,7 +11,7 @@ import Testing
 /// (tools/make_training_fixtures.py): pools off, serial pairs, no flip, no resize.
 @Suite struct TrainingParityTests {
     /// The reference checkpoint set imported as a model, and the CycleGAN built from it.
-    func model(set: String, gan: GANMode) throws -> (CycleGANModel, Scratch) {
+    func model(set: String, gan: GANMode, algorithm: Conv2D.Algorithm = .exact) throws -> (CycleGANModel, Scratch) {
         let scratch = try Scratch()
         let store = ModelStore(root: scratch.url)
         _ = try ModelImporter(store: store).run(
@@ -22,7 +22,8 @@ import Testing
             let manifest = try #require(try store.manifest("parity"))
             let arch = try #require(manifest[role]?.architecture)
             let layers = try arch.generator?.sequential ?? #require(arch.discriminator).sequential
-            return TrainableNetwork(layers: layers, weights: try store.weights(model: "parity", role: role))
+            return TrainableNetwork(
+                layers: layers, weights: try store.weights(model: "parity", role: role), algorithm: algorithm)
         }
         var weights = LossWeights()
         weights.ganMode = gan
@@ -118,6 +119,44 @@ import Testing
         try check(
             set: "parity_affine_set", expected: "parity_affine_expected.safetensors", gan: .lsgan, iterations: 2,
             threads: 2)
+    }
+
+    /// The default, Winograd in the residual blocks: the first iteration's gradients are PyTorch's up to
+    /// Winograd's rounding; later iterations drift as Adam steps of cancelling gradients flip sign
+    /// (each at most 2·lr), which the losses barely show.
+    @Test func winogradTrainsTheSame() throws {
+        let (model, scratch) = try model(set: "parity_set", gan: .lsgan, algorithm: .automatic)
+        _ = scratch
+        let inputs = try tensors(fixture("training/parity_inputs.safetensors"))
+        let want = try tensors(fixture("training/parity_expected.safetensors"))
+        let table = try #require(want["losses"])
+        for it in 0..<3 {
+            let (losses, _) = model.optimize(
+                realA: [try #require(inputs["real_A.\(it)"])], realB: [try #require(inputs["real_B.\(it)"])],
+                compute: Compute(threads: 2))
+            for (k, ours) in losses.values.enumerated() {
+                let theirs = Double(table.data[it * 8 + k])
+                #expect(abs(ours - theirs) <= (it == 0 ? 1e-4 : 1e-2) * abs(theirs), "iteration \(it + 1) \(k)")
+            }
+            guard it == 0 else { continue }
+            // The gradients of the first iteration (PyTorch's are in the fixture for G_A and D_A).
+            for (role, net) in [("G_A", model.gA), ("D_A", model.dA)] {
+                let skip = beforeNorm(net.layers)
+                for p in net.parameters where !skip.contains(p.name) {
+                    let ref = try #require(want["grad.\(role).\(p.name).0"])
+                    var scale: Float = 0
+                    for i in 0..<ref.count { scale = max(scale, abs(ref.data[i])) }
+                    #expect(p.grad.maxAbsDifference(ref) <= 1e-3 * scale, "\(role).\(p.name) gradient")
+                }
+            }
+        }
+        for (role, net) in model.networks {
+            let skip = beforeNorm(net.layers)
+            for p in net.parameters where !skip.contains(p.name) {
+                let ref = try #require(want["\(role).\(p.name)"])
+                #expect(p.value.maxAbsDifference(ref) <= 3 * 2 * 0.0002 + 1e-5, "\(role).\(p.name)")
+            }
+        }
     }
 
     /// The same thread count gives the same bits: what exact resume rests on.
