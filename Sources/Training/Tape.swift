@@ -285,7 +285,8 @@ extension Tape {
                 }
                 if wantInput {
                     let d = pool.take()
-                    conv.inputGradient(g, inputHeight: s.h, inputWidth: s.w, padding: c.padding, into: d, compute: compute)
+                    conv.inputGradient(
+                        g, inputHeight: s.h, inputWidth: s.w, padding: c.padding, into: d, compute: compute)
                     pool.give(g)
                     g = d
                 }

@@ -79,7 +79,8 @@ struct BackwardBenchmarkTests {
                 }
             } else {
                 let weight = Tensor.random([l.cout, l.cin, l.kernel, l.kernel], seed: 2, scale: 0.05)
-                let conv = Conv2D(weight: weight, bias: bias, stride: l.stride, algorithm: Self.algorithm, trainable: true)
+                let conv = Conv2D(
+                    weight: weight, bias: bias, stride: l.stride, algorithm: Self.algorithm, trainable: true)
                 build = time {
                     _ = Conv2D(weight: weight, bias: bias, stride: l.stride, algorithm: Self.algorithm, trainable: true)
                 }
