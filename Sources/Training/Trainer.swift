@@ -3,6 +3,10 @@ import Foundation
 import Models
 import Tensor
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What `cyclegand train` (or the daemon's fine-tune job) asks for.
 public struct TrainingRequest: Sendable {
     /// A folder with trainA/ and trainB/, or the two folders themselves.
@@ -93,6 +97,7 @@ public final class Trainer {
     private let report: TrainingReport
     private let compute: Compute
     private weak var observer: TrainingObserver?
+    private let lock: RunLock
 
     public init(_ request: TrainingRequest, observer: TrainingObserver?) throws {
         name = request.name
@@ -100,6 +105,8 @@ public final class Trainer {
         self.observer = observer
         folder = store.folder(request.name).appendingPathComponent("training")
         let manifest = try store.manifest(request.name)
+        // One run per model: a second would clean up the first one's checkpoint writes.
+        lock = try RunLock(folder: folder, model: request.name)
         let checkpoint = try TrainingCheckpoint.load(in: folder)
         if !request.continueTrain && (manifest != nil || checkpoint != nil) {
             throw TrainingError.modelExists(
@@ -377,6 +384,27 @@ public final class Trainer {
             labels: [["real_A", "fake_B", "rec_A", "idt_B"], ["real_B", "fake_A", "rec_B", "idt_A"]],
             epoch: state.epoch, iters: state.epochIter)
     }
+}
+
+/// `flock` on `training/.lock`, held from the trainer's start to its end (the descriptor closes in deinit).
+private final class RunLock {
+    private let fd: Int32
+
+    init(folder: URL, model: String) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent(".lock").path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw TrainingError.incompatible("cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw TrainingError.modelExists(
+                "another training run of \(model) is going on (it holds \(path)); stop it first or wait for it")
+        }
+    }
+
+    deinit { close(fd) }
 }
 
 /// Iterations per second over the last few dozen iterations.

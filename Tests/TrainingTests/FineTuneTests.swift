@@ -64,6 +64,14 @@ import Testing
         #expect(change > 1e-4 && change < 1)
         #expect(after.array.allSatisfy { $0.isFinite && abs($0) <= 1 })
         #expect(try store.versions(model: "modern2vintage").map(\.version) == [1, 2])
+        // While one run is going on, a second on the same model is refused.
+        #expect(throws: TrainingError.self) {
+            try Trainer(
+                TrainingRequest(
+                    data: .dataroot(scratch.path("data")), name: "modern2vintage", store: store, continueTrain: true,
+                    options: options), observer: nil)
+        }
+        _ = trainer
         // Both directions exist now, and a second run refuses to start without --continue_train.
         #expect(try store.direction("vintage2modern").role == .generatorB)
         #expect(throws: TrainingError.self) {
