@@ -1,8 +1,8 @@
 import CycleGAN
 import Tensor
 
-/// The eight losses of one iteration, under the reference's names.
-public struct Losses: Codable, Equatable, Sendable {
+/// The eight losses of one iteration, in the order of the reference's names (`LossRecord.lossNames`).
+public struct Losses: Equatable, Sendable {
     public var dA = 0.0
     public var gA = 0.0
     public var cycleA = 0.0
@@ -12,18 +12,8 @@ public struct Losses: Codable, Equatable, Sendable {
     public var cycleB = 0.0
     public var idtB = 0.0
 
-    public static let names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
-
-    enum CodingKeys: String, CodingKey {
-        case dA = "D_A"
-        case gA = "G_A"
-        case cycleA = "cycle_A"
-        case idtA = "idt_A"
-        case dB = "D_B"
-        case gB = "G_B"
-        case cycleB = "cycle_B"
-        case idtB = "idt_B"
-    }
+    /// D_A, G_A, cycle_A, idt_A, D_B, G_B, cycle_B, idt_B.
+    public static var names: [String] { LossRecord.lossNames }
 
     /// In the order of `names`.
     public var values: [Double] { [dA, gA, cycleA, idtA, dB, gB, cycleB, idtB] }
