@@ -1,3 +1,6 @@
+// The pickle subset torch.save uses, in one file: the values, the opcode loop and the
+// reductions torch's GLOBALs name are one machine, and its 477 lines read best together.
+
 import Foundation
 
 /// A value on the stack of the pickle machine: the plain Python values a

@@ -1,3 +1,6 @@
+// Conv2D's three algorithms with each one's backward beside its forward (llm.c's way), and the
+// im2col machinery they share: split, the passes would lose their symmetry with each other.
+
 /// An input the convolutions read: `channels` planes at `source`, plane `c`
 /// starting at `c * channelStride`, row `r` of a plane at `r * rowStride`.
 /// The gather maps index rows and columns of these planes.

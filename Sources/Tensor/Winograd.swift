@@ -1,3 +1,6 @@
+// Winograd F(4×4, 3×3): the filter, input and output transforms with the forward and the weight
+// gradient that share them; they are one piece of arithmetic, kept in one file.
+
 /// Stride-1 3×3 convolution by Winograd's minimal filtering F(4×4, 3×3)
 /// (Lavin & Gray 2015): each 4×4 output tile comes from a 6×6 input tile with
 /// 36 multiplications per channel pair instead of 144.
