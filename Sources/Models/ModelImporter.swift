@@ -221,7 +221,7 @@ public struct ModelImporter {
         return ModelManifest.Domains(a: parts[0], b: parts[1])
     }
 
-    static func checkName(_ name: String, what: String) throws {
+    public static func checkName(_ name: String, what: String) throws {
         let allowed = CharacterSet(
             charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
         guard !name.isEmpty, !name.hasPrefix("."), name.unicodeScalars.allSatisfy(allowed.contains),

@@ -27,13 +27,18 @@ public final class Trainer {
     private let lock: RunLock
 
     public init(_ request: TrainingRequest, observer: TrainingObserver?) throws {
+        try ModelImporter.checkName(request.name, what: "model name")
+        if let d = request.domains {
+            try ModelImporter.checkName(d.a, what: "domain name")
+            try ModelImporter.checkName(d.b, what: "domain name")
+        }
         name = request.name
         store = request.store
         self.observer = observer
         folder = store.folder(request.name).appendingPathComponent("training")
         let manifest = try store.manifest(request.name)
         // One run per model: a second would clean up the first one's checkpoint writes.
-        lock = try RunLock(folder: folder, model: request.name)
+        lock = try RunLock(store: store, model: request.name)
         let checkpoint = try TrainingCheckpoint.load(in: folder)
         if !request.continueTrain && (manifest != nil || checkpoint != nil) {
             throw TrainingError.modelExists(
@@ -313,13 +318,15 @@ public final class Trainer {
     }
 }
 
-/// `flock` on `training/.lock`, held from the trainer's start to its end (the descriptor closes in deinit).
+/// `flock` on `<models-dir>/.training-<name>.lock`, held from the trainer's start to its end (the
+/// descriptor closes in deinit). Beside the model rather than in it, so that a run refused before it
+/// starts leaves no folder behind.
 private final class RunLock {
     private let fd: Int32
 
-    init(folder: URL, model: String) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let path = folder.appendingPathComponent(".lock").path
+    init(store: ModelStore, model: String) throws {
+        try FileManager.default.createDirectory(at: store.root, withIntermediateDirectories: true)
+        let path = store.root.appendingPathComponent(".training-\(model).lock").path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw TrainingError.incompatible("cannot open \(path): \(String(cString: strerror(errno)))")
