@@ -35,7 +35,7 @@ extension ImageFile {
     private static func decodeBytes(_ path: String, options: LoadOptions) throws -> ByteImage {
         // Header reads are short and go under the error lock; so does a JPEG's decode, whose
         // warnings must be read as its own (see VipsErrors).
-        let decoded = try VipsErrors.lock.withLock { try DecodePipeline(path: path, options: options) }
+        let decoded = try VipsErrors.fresh { try DecodePipeline(path: path, options: options) }
         var image = decoded.image
         if decoded.hasAlpha {
             image = try image.derive(path: path, .unreadable, "alpha removal") { cvips_extract_bands($0, $1, 0, 3) }
@@ -44,7 +44,7 @@ extension ImageFile {
             image = try image.derive(path: path, .unreadable, "8-bit conversion") { cvips_ushort_to_uchar($0, $1) }
         }
         if decoded.inputFormat == "jpg" {
-            return try VipsErrors.lock.withLock { try image.bytes(path: path) }
+            return try VipsErrors.fresh { try image.bytes(path: path) }
         }
         return try image.bytes(path: path)
     }

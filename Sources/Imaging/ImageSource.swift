@@ -79,7 +79,7 @@ public final class ImageSource: @unchecked Sendable {
         let decoded: DecodePipeline
         do {
             // Header reads are short; all of them go under the error lock (see VipsErrors).
-            decoded = try VipsErrors.lock.withLock { try DecodePipeline(path: path, options: options) }
+            decoded = try VipsErrors.fresh { try DecodePipeline(path: path, options: options) }
         } catch let error where Self.isHarmlessJPEGWarning(error, options) {
             decoded = try DecodePipeline(path: path, options: options.lenientJPEG)
         }
@@ -111,7 +111,7 @@ public final class ImageSource: @unchecked Sendable {
         let made: MappedSpool
         do {
             if inputFormat == "jpg" {
-                made = try VipsErrors.lock.withLock {
+                made = try VipsErrors.fresh {
                     try MappedSpool.decode(pipeline, directory: temporaryDirectory, path: path)
                 }
             } else {

@@ -32,6 +32,17 @@ final class VipsRuntime: Sendable {
 /// harmless-warning retry of `ImageSource` depends on reading its own.
 enum VipsErrors {
     static let lock = NSRecursiveLock()
+
+    /// Runs a load under the lock with the buffer emptied first, so that what it finds there
+    /// afterwards is its own: a lenient JPEG load that succeeds leaves libjpeg's warnings behind,
+    /// which the next strict load would otherwise read as its own damage.
+    static func fresh<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        // The buffer's mutex exists only once libvips has started.
+        if VipsRuntime.shared.initFailure == nil { vips_error_clear() }
+        return try body()
+    }
 }
 
 /// The libvips error buffer as one line (it is cleared), or `fallback` when empty.
