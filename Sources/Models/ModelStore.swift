@@ -21,9 +21,6 @@ public struct ModelStoreError: Error, CustomStringConvertible, Sendable {
 /// before it is used, so a truncated or altered file is refused, never half-loaded.
 public final class ModelStore: @unchecked Sendable {
     public let root: URL
-    private let lock = NSLock()
-    /// Loaded generators by model name, role and file hash.
-    private var generators: [String: ResnetGenerator] = [:]
 
     public init(root: URL) {
         self.root = root
@@ -138,7 +135,8 @@ public final class ModelStore: @unchecked Sendable {
                     : "; known: \(known.joined(separator: ", "))"))
     }
 
-    /// The generator behind a direction, loaded once and then cached.
+    /// The generator behind a direction, loaded from its file (and checked) on every call: the
+    /// daemon's one cache of built generators is `Translation.LoadOnce`.
     public func generator(direction name: String) throws -> ResnetGenerator {
         let d = try direction(name)
         return try generator(model: d.model, role: d.role)
@@ -154,22 +152,12 @@ public final class ModelStore: @unchecked Sendable {
         guard let arch = entry.architecture.generator else {
             throw ModelStoreError("\(model) \(role.rawValue) is not a generator")
         }
-        let key = "\(model)/\(role.rawValue)/\(entry.sha256)"
-        lock.lock()
-        let cached = generators[key]
-        lock.unlock()
-        if let cached { return cached }
         // Hash the file on another thread while the generator is built from the
         // same mapped pages: the load costs the longer of the two, not their sum.
-        // Nothing is returned or cached before the hash has matched.
+        // Nothing is returned before the hash has matched.
         let generator = try loadVerified(model: model, entry: entry) { weights in
             try ResnetGenerator(architecture: arch, weights: weights)
         }
-        lock.lock()
-        // A version of this network that another process replaced is not needed any more.
-        generators = generators.filter { !$0.key.hasPrefix("\(model)/\(role.rawValue)/") }
-        generators[key] = generator
-        lock.unlock()
         return generator
     }
 
@@ -256,8 +244,7 @@ public final class ModelStore: @unchecked Sendable {
         try writeManifest(manifest)
     }
 
-    /// Writes model.json atomically, removes the network files it does not
-    /// list, and drops the model's cached generators.
+    /// Writes model.json atomically and removes the network files it does not list.
     func writeManifest(_ manifest: ModelManifest) throws {
         let dir = folder(manifest.name)
         try AtomicFile.write(try manifest.encoded(), to: dir.appendingPathComponent("model.json"))
@@ -266,9 +253,6 @@ public final class ModelStore: @unchecked Sendable {
         where file.hasSuffix(".safetensors") && !keep.contains(file) && !file.hasPrefix(".") {
             try? FileManager.default.removeItem(at: dir.appendingPathComponent(file))
         }
-        lock.lock()
-        generators = generators.filter { !$0.key.hasPrefix(manifest.name + "/") }
-        lock.unlock()
     }
 
     /// Runs `body` holding the store's write lock (`flock` on `<root>/.lock`), so
