@@ -287,24 +287,16 @@ public final class Trainer {
     /// Makes the four networks the model's current version (the one before stays under versions/).
     @discardableResult
     public func publish() throws -> Int {
-        func entry(_ net: TrainableNetwork, generator: Bool) -> (
-            weights: [String: Tensor], architecture: NetworkArchitecture
-        ) {
-            let shapes = Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0.value.shape) })
-            let arch =
-                generator
-                ? NetworkArchitecture(try! GeneratorArchitecture.infer(from: shapes), dropout: false)
-                : NetworkArchitecture(try! DiscriminatorArchitecture.infer(from: shapes))
-            return (net.weights, arch)
-        }
         if try store.manifest(name) == nil {
             try store.createModel(name: name, domains: ModelManifest.Domains(a: domains[0], b: domains[1]))
         }
         return try store.publish(
             model: name,
             networks: [
-                .generatorA: entry(model.gA, generator: true), .generatorB: entry(model.gB, generator: true),
-                .discriminatorA: entry(model.dA, generator: false), .discriminatorB: entry(model.dB, generator: false),
+                .generatorA: (model.gA.weights, NetworkArchitecture(state.generatorA, dropout: false)),
+                .generatorB: (model.gB.weights, NetworkArchitecture(state.generatorB, dropout: false)),
+                .discriminatorA: (model.dA.weights, NetworkArchitecture(state.discriminatorA)),
+                .discriminatorB: (model.dB.weights, NetworkArchitecture(state.discriminatorB)),
             ],
             provenance: nil,
             training: ModelManifest.Training(epoch: state.epoch, iterations: state.iterations))
