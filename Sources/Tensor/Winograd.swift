@@ -125,19 +125,13 @@ struct Winograd3x3: @unchecked Sendable {
     func forward(
         _ input: Planes, rowMap: [Int32], colMap: [Int32], into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
-        let oh = rowMap.count - 2
-        let ow = colMap.count - 2
-        let tilesY = (oh + 3) / 4
-        let tilesX = (ow + 3) / 4
-        let tiles = tilesY * tilesX
+        let grid = TileGrid(rowMap: rowMap, colMap: colMap)
+        let (oh, ow, tilesX, tiles) = (grid.outHeight, grid.outWidth, grid.tilesX, grid.tiles)
         let block = Self.blockSize(tiles: tiles, tilesPerBlock: tilesPerBlock, threads: compute.threads)
         let blocks = (tiles + block - 1) / block
         let cin = inChannels
         let cout = outChannels
-        // Padded maps extended with zeros so that every 6×6 tile is in range.
-        let rmap = rowMap + [Int32](repeating: -1, count: tilesY * 4 + 2 - rowMap.count)
-        let cmap = colMap + [Int32](repeating: -1, count: tilesX * 4 + 2 - colMap.count)
-        let rowScratch = 6 * (4 * tilesX + 2)
+        let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
         compute.forSlices(blocks) { _, range in
             let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
             let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
@@ -311,11 +305,8 @@ struct Winograd3x3: @unchecked Sendable {
         outChannels cout: Int, into dW: UnsafeMutablePointer<Float>, compute: Compute
     ) {
         let cin = input.channels
-        let oh = rowMap.count - 2
-        let ow = colMap.count - 2
-        let tilesY = (oh + 3) / 4
-        let tilesX = (ow + 3) / 4
-        let tiles = tilesY * tilesX
+        let grid = TileGrid(rowMap: rowMap, colMap: colMap)
+        let (oh, ow, tilesX, tiles) = (grid.outHeight, grid.outWidth, grid.tilesX, grid.tiles)
         let block = blockSize(
             tiles: tiles, tilesPerBlock: tilesPerBlock(inChannels: cin, outChannels: cout), threads: compute.threads)
         let blocks = (tiles + block - 1) / block
@@ -324,9 +315,7 @@ struct Winograd3x3: @unchecked Sendable {
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * size)
         partials.initialize(repeating: 0, count: workers * size)
         defer { partials.deallocate() }
-        let rmap = rowMap + [Int32](repeating: -1, count: tilesY * 4 + 2 - rowMap.count)
-        let cmap = colMap + [Int32](repeating: -1, count: tilesX * 4 + 2 - colMap.count)
-        let rowScratch = 6 * (4 * tilesX + 2)
+        let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
         compute.forSlices(blocks) { worker, range in
             let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
             let yhat = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
@@ -469,4 +458,29 @@ struct Winograd3x3: @unchecked Sendable {
             }
         }
     }
+}
+
+/// The 4×4 output tiles of a Winograd pass over an Ho×Wo output, and the 6×6 input tiles they
+/// read: the padded maps extended with zeros so that every tile is in range, and how many floats a
+/// worker's rows of input tiles need. The forward and the weight gradient walk the same grid.
+struct TileGrid {
+    let outHeight: Int
+    let outWidth: Int
+    let tilesY: Int
+    let tilesX: Int
+    let rowMap: [Int32]
+    let colMap: [Int32]
+
+    /// `rowMap`/`colMap` are the padded-coordinate maps (length Ho+2, Wo+2).
+    init(rowMap: [Int32], colMap: [Int32]) {
+        outHeight = rowMap.count - 2
+        outWidth = colMap.count - 2
+        tilesY = (outHeight + 3) / 4
+        tilesX = (outWidth + 3) / 4
+        self.rowMap = rowMap + [Int32](repeating: -1, count: tilesY * 4 + 2 - rowMap.count)
+        self.colMap = colMap + [Int32](repeating: -1, count: tilesX * 4 + 2 - colMap.count)
+    }
+
+    var tiles: Int { tilesY * tilesX }
+    var rowScratch: Int { 6 * (4 * tilesX + 2) }
 }
