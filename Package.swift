@@ -61,12 +61,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The daemon's trainer: `finetune` jobs run Training's Trainer on a model of the store.
+        .target(name: "FineTuning", dependencies: ["Daemon", "Training", "Models", "Imaging", "CycleGAN", "Tensor", "FileOutput"]),
         // The daemon's translator and model catalog: generators from the models store, run by Imaging.
         .target(name: "Translation", dependencies: ["Daemon", "Models", "Imaging", "CycleGAN", "FileOutput"]),
         .executableTarget(
             name: "cyclegand",
             dependencies: [
-                "Tensor", "CycleGAN", "Models", "Imaging", "Training", "Daemon", "Control", "Translation", "FileOutput",
+                "Tensor", "CycleGAN", "Models", "Imaging", "Training", "Daemon", "Control", "Translation", "FineTuning",
+                "FileOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -20,7 +20,7 @@ struct CommandDispatcher: Sendable {
 
     static let commands = [
         "ping", "version", "status", "models", "directions", "translate", "jobs", "cancel", "reload",
-        "shutdown", "subscribe", "finetune",
+        "shutdown", "subscribe", "finetune", "training", "rollback", "training_data",
     ]
 
     func handle(line: Data, envelope: Envelope?, payload: Data?, peer: PeerCredentials) async -> Outcome {
@@ -37,12 +37,12 @@ struct CommandDispatcher: Sendable {
             return .reply(.failure(id: id, ControlError(.badRequest, problem)))
         }
         let command = envelope.cmd ?? ""
-        if payload != nil, command != "translate" {
+        if payload != nil, command != "translate", command != "training_data" {
             return .reply(
                 .failure(
                     id: id,
                     ControlError(
-                        .badRequest, "only translate takes an inline payload; its \(payload!.count) bytes were skipped")
+                        .badRequest, "only translate and training_data take an inline payload; its \(payload!.count) bytes were skipped")
                 ))
         }
         do {
@@ -77,8 +77,13 @@ struct CommandDispatcher: Sendable {
             case "subscribe":
                 return .subscribe(id)
             case "finetune":
-                throw ControlError(
-                    .unsupported, "finetune is not available in this daemon yet (it arrives with training support)")
+                return .reply(try await finetune(id: id, line: line, peer: peer))
+            case "training":
+                return .reply(try await training(id: id, line: line, peer: peer))
+            case "rollback":
+                return .reply(try await rollback(id: id, line: line))
+            case "training_data":
+                return .reply(try await trainingData(id: id, line: line, payload: payload))
             default:
                 throw ControlError(
                     .unknownCommand,
@@ -123,7 +128,7 @@ struct CommandDispatcher: Sendable {
         let bytes = result.outputBytes
         var body = TranslateBody(
             job: result.id, direction: result.direction, output: nil, format: result.format, width: result.width,
-            height: result.height, ms: result.milliseconds, bytes: nil)
+            height: result.height, ms: result.milliseconds, bytes: nil, modelVersion: result.modelVersion)
         if let output {
             try output.write(bytes)
             body.output = output.path
@@ -176,4 +181,5 @@ struct TranslateBody: Encodable {
     var height: Int
     var ms: Double
     var bytes: Int?
+    var modelVersion: Int?
 }

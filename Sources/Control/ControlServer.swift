@@ -348,7 +348,8 @@ struct EventLine: Encodable {
     var event: DaemonEvent
 
     private enum Keys: String, CodingKey {
-        case id, event, time, jobId, jobKind, direction, input, output, width, height, ms, error, training, directions
+        case id, event, time, jobId, jobKind, direction, input, output, width, height, ms, modelVersion, error, training
+        case directions
     }
 
     func encode(to encoder: Encoder) throws {
@@ -364,6 +365,7 @@ struct EventLine: Encodable {
         try c.encodeIfPresent(event.width, forKey: .width)
         try c.encodeIfPresent(event.height, forKey: .height)
         try c.encodeIfPresent(event.milliseconds, forKey: .ms)
+        try c.encodeIfPresent(event.modelVersion, forKey: .modelVersion)
         try c.encodeIfPresent(event.error, forKey: .error)
         try c.encodeIfPresent(event.training, forKey: .training)
         try c.encodeIfPresent(event.directions, forKey: .directions)

@@ -58,6 +58,22 @@ struct PeerFileAccess {
         return data
     }
 
+    /// The real path of a folder the peer may list and read, after the same walk as an input's.
+    func readableFolder(_ path: String, what: String) throws(ControlError) -> String {
+        let real = try resolve(path, what: what)
+        var info = stat()
+        guard stat(real, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw ControlError(.badRequest, "\(what) \(path) is not a folder")
+        }
+        let descriptor = try walkDirectory(real, original: path)
+        defer { close(descriptor) }
+        fstat(descriptor, &info)
+        guard allows(info, read: true, execute: true) else {
+            throw ControlError(.forbidden, "\(what) \(path) is not readable by uid \(peer.uid)")
+        }
+        return real
+    }
+
     /// Where an output will be created, after the checks; `write` creates it.
     func prepareOutput(_ path: String, overwrite: Bool) throws(ControlError) -> OutputFile {
         guard path.hasPrefix("/") else {

@@ -5,7 +5,7 @@ import Foundation
 // JSON lines. Client and server share it, so the CLI never re-spells a field name.
 
 /// Version of docs/PROTOCOL.md this build speaks.
-public let controlProtocolVersion = 1
+public let controlProtocolVersion = 2
 
 /// A request id: any JSON string or number, echoed untouched (`null` when a request had none).
 public enum RequestID: Codable, Sendable, Hashable, CustomStringConvertible {

@@ -111,6 +111,9 @@ public final class Allotment: @unchecked Sendable {
         condition.withLock { max(0, limit - longJobBytes) }
     }
 
+    /// True while images run or wait: a long job is lending them its cores.
+    public var imagesBusy: Bool { condition.withLock { images + imagesWaiting > 0 } }
+
     /// Images and long jobs admitted and not yet released.
     public var inFlight: Int { condition.withLock { images + longJobs } }
 

@@ -7,6 +7,7 @@ import Logging
 /// - `WatchSource`: the watcher and the claims that turn inbox files into queued work;
 /// - `Scheduler` (the run queue) and `Workers` (its threads), which run `ImageJobs`;
 /// - `ModelDirections`: the models offered and their reloads;
+/// - `TrainingJobs`: the fine-tune job (one at a time), run as the run queue's long job;
 /// - `Settings` (the configuration in force), `ServiceStatus` (counters, systemd), `Signals`.
 ///
 /// This type owns their lifecycle: `start()` brings them up in order, a stop (a signal or
@@ -23,6 +24,8 @@ public final class Daemon: @unchecked Sendable {
     let models: ModelDirections
     let status: ServiceStatus
     let jobs: ImageJobs
+    /// nil when the daemon was started without a training engine (`finetune` is then unsupported).
+    let training: TrainingJobs?
     private let watch: WatchSource
     private let reloadConfig: @Sendable () throws -> DaemonConfig
     private let handleSignals: Bool
@@ -45,17 +48,27 @@ public final class Daemon: @unchecked Sendable {
     ///     run the daemon in-process do not).
     ///   - allotment: the cores and memory that images and long jobs share (give the translator
     ///     the same one).
+    ///   - trainer: runs `finetune` jobs (nil: the daemon translates only).
     public init(
         config: DaemonConfig, catalog: ModelCatalog, translator: Translator, logger: Logger,
         notifier: SystemdNotifier = SystemdNotifier(), handleSignals: Bool = true,
         allotment: Allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount),
-        reloadConfig: (@Sendable () throws -> DaemonConfig)? = nil
+        trainer: TrainingEngine? = nil, reloadConfig: (@Sendable () throws -> DaemonConfig)? = nil
     ) {
         let settings = Settings(config: config, logger: logger)
         let spool = Spool(root: config.root, version: Daemon.version)
         let models = ModelDirections(
             catalog: catalog, translator: translator, spool: spool, settings: settings, hub: hub)
-        let status = ServiceStatus(notifier: notifier, scheduler: scheduler) { models.names }
+        let hub = self.hub
+        let training = trainer.map { engine in
+            TrainingJobs(
+                engine: engine, settings: settings, hub: hub, allotment: allotment,
+                servedVersion: { model in models.models.first { $0.name == model }?.version },
+                published: { model in models.reload(reason: "\(model) published") })
+        }
+        let status = ServiceStatus(
+            notifier: notifier, scheduler: scheduler, directions: { models.names }, training: { training?.line() })
+        self.training = training
         self.settings = settings
         self.spool = spool
         self.models = models
@@ -121,6 +134,7 @@ public final class Daemon: @unchecked Sendable {
         watch.rescan(models.reload(reason: "start").added)
         try watch.start(modelsFolder: models.folder, recovered: recovery.requeue)
         let workers = Workers(count: config.workerCount, scheduler: scheduler) { [jobs] in jobs.run($0) }
+        continueUnfinishedTraining()
         let signals =
             handleSignals
             ? Signals(
@@ -139,6 +153,22 @@ public final class Daemon: @unchecked Sendable {
         log.notice(
             "cyclegand \(Daemon.version) watching \(spool.inboxRoot)/{\(models.names.joined(separator: ","))}; results in \(config.root)/outbox/; \(config.workerCount) worker(s)"
         )
+    }
+
+    /// A fine-tune job the last run left unfinished (a restart, a kill) continues from its checkpoint.
+    private func continueUnfinishedTraining() {
+        guard let training else { return }
+        for (id, request) in training.engine.unfinishedJobs() {
+            do {
+                let job = try training.prepare(request, id: id) { [weak self] in self?.isStopping ?? true }
+                scheduler.submit(
+                    .init(id: id, priority: .training, direction: "", label: job.label, payload: .long(job)))
+                log.notice("continuing fine-tune \(id) of \(request.model) from its last checkpoint")
+            } catch {
+                log.error("cannot continue fine-tune \(id) of \(request.model): \(error); it is dropped")
+                training.engine.finish(model: request.model)
+            }
+        }
     }
 
     // MARK: Reload

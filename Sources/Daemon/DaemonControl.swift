@@ -32,6 +32,36 @@ public protocol DaemonControl: Sendable {
     /// A new stream of events (image done, image failed, training progress, directions changed)
     /// from now on. Ends when the daemon stops or when the consumer stops iterating.
     func events() -> AsyncStream<DaemonEvent>
+    /// Starts a fine-tune job (one at a time: `busy` while one runs); returns its status.
+    func finetune(_ request: FineTuneRequest) async throws -> TrainingJobStatus
+    /// status, pause, resume, stop (publishing unless `publish` is false) or publish, by `peer`.
+    func training(action: String, publish: Bool, peer: UInt32) async throws -> TrainingJobStatus
+    /// Makes an earlier version of a model current; returns the version now served.
+    func rollback(model: String, version: Int) async throws -> Int
+    /// Keeps one uploaded training image in the model's training-data folder (domain A or B);
+    /// returns how many that domain holds.
+    func uploadTrainingImage(model: String, domain: String, name: String, bytes: Data, clear: Bool) async throws
+        -> Int
+}
+
+extension DaemonControl {
+    public func finetune(_ request: FineTuneRequest) async throws -> TrainingJobStatus {
+        throw DaemonError(.unsupported, "this daemon was started without training support")
+    }
+
+    public func training(action: String, publish: Bool, peer: UInt32) async throws -> TrainingJobStatus {
+        throw DaemonError(.unsupported, "this daemon was started without training support")
+    }
+
+    public func rollback(model: String, version: Int) async throws -> Int {
+        throw DaemonError(.unsupported, "this daemon was started without training support")
+    }
+
+    public func uploadTrainingImage(model: String, domain: String, name: String, bytes: Data, clear: Bool)
+        async throws -> Int
+    {
+        throw DaemonError(.unsupported, "this daemon was started without training support")
+    }
 }
 
 /// An error with a stable machine-readable code and a message a person can act on.
@@ -79,7 +109,7 @@ public struct DaemonStatus: Codable, Sendable {
     /// Jobs being translated right now (at most `workers`).
     public var current: [JobInfo]
     public var workers: Int
-    public var training: TrainingState
+    public var training: TrainingJobStatus
     public var memory: MemoryUse
     /// Images written / failed since start.
     public var processed: Int
@@ -89,7 +119,7 @@ public struct DaemonStatus: Codable, Sendable {
 
     public init(
         version: String, pid: Int32, uptimeSeconds: Double, root: String, queues: [String: Int],
-        interactiveQueue: Int, current: [JobInfo], workers: Int, training: TrainingState,
+        interactiveQueue: Int, current: [JobInfo], workers: Int, training: TrainingJobStatus,
         memory: MemoryUse, processed: Int, failed: Int, stopping: Bool
     ) {
         self.version = version
@@ -123,40 +153,20 @@ public struct MemoryUse: Codable, Sendable {
     }
 }
 
-/// The training job's state. Training arrives with its own issue; until then it is always idle.
-public struct TrainingState: Codable, Sendable, Equatable {
-    public enum State: String, Codable, Sendable { case idle, running, paused, finished, failed }
-    public var state: State
-    public var model: String?
-    public var epoch: Int?
-    public var iteration: Int?
-    public var message: String?
-
-    public init(
-        state: State = .idle, model: String? = nil, epoch: Int? = nil, iteration: Int? = nil,
-        message: String? = nil
-    ) {
-        self.state = state
-        self.model = model
-        self.epoch = epoch
-        self.iteration = iteration
-        self.message = message
-    }
-
-    public static let idle = TrainingState()
-}
-
 public struct ModelInfo: Codable, Sendable, Equatable {
     /// Folder name in the models directory.
     public var name: String
     /// The directions it offers (e.g. `horse2zebra`, `zebra2horse`).
     public var directions: [String]
     public var path: String
+    /// The model's current version (what translations use), when the catalog knows it.
+    public var version: Int?
 
-    public init(name: String, directions: [String], path: String) {
+    public init(name: String, directions: [String], path: String, version: Int? = nil) {
         self.name = name
         self.directions = directions
         self.path = path
+        self.version = version
     }
 }
 
@@ -213,11 +223,14 @@ public struct TranslateReply: Codable, Sendable {
     public var height: Int
     /// Time spent translating (load + network + save), not waiting in the queue.
     public var milliseconds: Double
+    /// The version of the model that served.
+    public var modelVersion: Int?
 
     public init(
         id: String, direction: String, outputBytes: Data, format: OutputFormat, width: Int, height: Int,
-        milliseconds: Double
+        milliseconds: Double, modelVersion: Int? = nil
     ) {
+        self.modelVersion = modelVersion
         self.id = id
         self.direction = direction
         self.outputBytes = outputBytes
@@ -292,6 +305,8 @@ public struct DaemonEvent: Codable, Sendable {
         case imageFailed = "image_failed"
         case trainingProgress = "training_progress"
         case directionsChanged = "directions_changed"
+        case trainingDone = "training_done"
+        case modelPublished = "model_published"
     }
 
     public var kind: Kind
@@ -304,15 +319,17 @@ public struct DaemonEvent: Codable, Sendable {
     public var width: Int?
     public var height: Int?
     public var milliseconds: Double?
+    /// The version of the model that served an image.
+    public var modelVersion: Int?
     public var error: DaemonError?
-    public var training: TrainingState?
+    public var training: TrainingJobStatus?
     public var directions: [String]?
 
     public init(
         kind: Kind, time: Date = Date(), jobId: String? = nil, jobKind: JobInfo.Kind? = nil,
         direction: String? = nil, input: String? = nil, output: String? = nil, width: Int? = nil,
-        height: Int? = nil, milliseconds: Double? = nil, error: DaemonError? = nil,
-        training: TrainingState? = nil, directions: [String]? = nil
+        height: Int? = nil, milliseconds: Double? = nil, modelVersion: Int? = nil, error: DaemonError? = nil,
+        training: TrainingJobStatus? = nil, directions: [String]? = nil
     ) {
         self.kind = kind
         self.time = time
@@ -324,6 +341,7 @@ public struct DaemonEvent: Codable, Sendable {
         self.width = width
         self.height = height
         self.milliseconds = milliseconds
+        self.modelVersion = modelVersion
         self.error = error
         self.training = training
         self.directions = directions

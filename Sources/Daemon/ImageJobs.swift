@@ -74,7 +74,8 @@ struct ImageJobs: Sendable {
                 DaemonEvent(
                     kind: .imageDone, jobId: item.id, jobKind: .watch, direction: item.direction,
                     input: item.relativePath, output: spool.outbox(item.direction) + "/" + written,
-                    width: result.width, height: result.height, milliseconds: result.milliseconds))
+                    width: result.width, height: result.height, milliseconds: result.milliseconds,
+                    modelVersion: result.modelVersion))
         } catch {
             FS.remove(temporary)
             fail(item, Self.daemonError(error))
@@ -166,6 +167,6 @@ struct ImageJobs: Sendable {
         }
         return TranslateReply(
             id: id, direction: request.direction, outputBytes: bytes, format: format, width: result.width,
-            height: result.height, milliseconds: result.milliseconds)
+            height: result.height, milliseconds: result.milliseconds, modelVersion: result.modelVersion)
     }
 }

@@ -7,6 +7,7 @@ final class ServiceStatus: @unchecked Sendable {
     let notifier: SystemdNotifier
     private let scheduler: Scheduler
     private let directions: @Sendable () -> [String]
+    private let training: @Sendable () -> String?
     private let lock = NSLock()
     // Guarded by `lock`.
     private var done = 0
@@ -14,10 +15,14 @@ final class ServiceStatus: @unchecked Sendable {
     private var lastLine = ""
     private var watchdog: DispatchSourceTimer?
 
-    init(notifier: SystemdNotifier, scheduler: Scheduler, directions: @escaping @Sendable () -> [String]) {
+    init(
+        notifier: SystemdNotifier, scheduler: Scheduler, directions: @escaping @Sendable () -> [String],
+        training: @escaping @Sendable () -> String? = { nil }
+    ) {
         self.notifier = notifier
         self.scheduler = scheduler
         self.directions = directions
+        self.training = training
     }
 
     var processed: Int { lock.withLock { done } }
@@ -44,8 +49,9 @@ final class ServiceStatus: @unchecked Sendable {
         let snapshot = scheduler.snapshot()
         let waiting = queues(snapshot).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
         let (written, lost) = lock.withLock { (done, failures) }
-        return
+        let images =
             "queued: \(waiting.isEmpty ? "no directions" : waiting.joined(separator: ", ")); running \(snapshot.running.count); done \(written), failed \(lost)"
+        return training().map { images + "; " + $0 } ?? images
     }
 
     /// Sends the status line to systemd when it changed.

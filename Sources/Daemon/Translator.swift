@@ -46,11 +46,14 @@ public struct TranslationResult: Sendable, Equatable {
     public var width: Int
     public var height: Int
     public var milliseconds: Double
+    /// The version of the model whose generator served (nil when the translator does not know).
+    public var modelVersion: Int?
 
-    public init(width: Int, height: Int, milliseconds: Double) {
+    public init(width: Int, height: Int, milliseconds: Double, modelVersion: Int? = nil) {
         self.width = width
         self.height = height
         self.milliseconds = milliseconds
+        self.modelVersion = modelVersion
     }
 }
 

@@ -143,6 +143,16 @@ public final class ModelStore: @unchecked Sendable {
     }
 
     public func generator(model: String, role: NetworkRole) throws -> ResnetGenerator {
+        try servedGenerator(model: model, role: role).generator
+    }
+
+    /// The generator behind a direction and the model version it belongs to (read from one manifest).
+    public func servedGenerator(direction name: String) throws -> (generator: ResnetGenerator, version: Int) {
+        let d = try direction(name)
+        return try servedGenerator(model: d.model, role: d.role)
+    }
+
+    private func servedGenerator(model: String, role: NetworkRole) throws -> (generator: ResnetGenerator, version: Int) {
         guard let manifest = try manifest(model) else {
             throw ModelStoreError("no model named \(model) in \(root.path)")
         }
@@ -158,7 +168,7 @@ public final class ModelStore: @unchecked Sendable {
         let generator = try loadVerified(model: model, entry: entry) { weights in
             try ResnetGenerator(architecture: arch, weights: weights)
         }
-        return generator
+        return (generator, manifest.versionNumber)
     }
 
     /// The weights of one network, in reference names, after checking the file's sha256.

@@ -26,7 +26,9 @@ public final class Trainer {
     private weak var observer: TrainingObserver?
     private let lock: RunLock
 
-    public init(_ request: TrainingRequest, observer: TrainingObserver?) throws {
+    /// - Parameter compute: the threads the kernels use (the daemon passes its long-job share, which
+    ///   yields to images inside a layer); nil: `--threads`.
+    public init(_ request: TrainingRequest, observer: TrainingObserver?, compute: Compute? = nil) throws {
         try ModelImporter.checkName(request.name, what: "model name")
         if let d = request.domains {
             try ModelImporter.checkName(d.a, what: "domain name")
@@ -75,7 +77,7 @@ public final class Trainer {
         let problems = options.problems()
         if !problems.isEmpty { throw TrainingError.badOptions(problems) }
         self.options = options
-        compute = Compute(threads: options.threads)
+        self.compute = compute ?? Compute(threads: options.threads)
 
         // The data first: an empty or missing folder is an error before anything else happens.
         let warn: @Sendable (String) -> Void = { [weak observer] text in observer?.message("warning: \(text)") }
@@ -173,12 +175,21 @@ public final class Trainer {
         try report.resume(atTotalIters: state.totalIters)
     }
 
+    /// The iteration counter's value when this run ends: at `max_iters`, or where the schedule ends.
+    public var plannedIterations: Int {
+        let batches = (dataset.count + options.batchSize - 1) / options.batchSize
+        let left = max(0, options.lastEpoch - state.epoch + 1) * batches - state.batchesDone
+        let end = state.iterations + left
+        return options.maxIters.map { min($0, end) } ?? end
+    }
+
     /// Images per epoch (the larger domain's count, as the reference's dataset length).
     public var epochSize: Int { dataset.count }
 
-    /// Trains until the schedule ends, `max_iters` is reached or `shouldStop` says so (checked after every
-    /// iteration); then checkpoints and publishes the networks as the model's current version.
-    public func run(shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
+    /// Trains until the schedule ends, `max_iters` is reached or `next` says stop (it is asked before every
+    /// iteration, and may block: a paused job waits there); then checkpoints and, unless told not to,
+    /// publishes the networks as the model's current version.
+    public func run(next: () -> TrainingCommand = { .proceed }) throws -> TrainingSummary {
         let batches = (dataset.count + options.batchSize - 1) / options.batchSize
         // A checkpoint taken after an epoch's last batch: finish that epoch as the uninterrupted run did.
         if state.batchesDone >= batches { try endEpoch() }
@@ -196,12 +207,18 @@ public final class Trainer {
         }
         var last: Losses?
         var reason = TrainingSummary.Reason.finished
+        var publishAtEnd = true
         var rate = RateMeter()
         training: while state.epoch <= options.lastEpoch {
             let lr = options.learningRate(epoch: state.epoch)
             model.optimizerG.lr = lr
             model.optimizerD.lr = lr
             while state.batchesDone < batches {
+                if case .stop(let publish) = next() {
+                    reason = .stopped
+                    publishAtEnd = publish
+                    break training
+                }
                 let size = min(options.batchSize, dataset.count - state.batchesDone * options.batchSize)
                 let dataStart = Date()
                 let samples = try (0..<size).map { _ in try prefetcher.next() }
@@ -237,16 +254,12 @@ public final class Trainer {
                     reason = .maxIters
                     break training
                 }
-                if shouldStop() {
-                    reason = .stopped
-                    break training
-                }
             }
             try endEpoch()
         }
         try saveCheckpoint()
         try report.refresh()
-        let version = state.iterations > 0 ? try publish() : nil
+        let version = state.iterations > 0 && publishAtEnd ? try publish() : nil
         return TrainingSummary(
             reason: reason, epoch: state.epoch, iterations: state.iterations, totalIters: state.totalIters,
             losses: last, skipped: state.skipped, version: version)
@@ -308,6 +321,13 @@ public final class Trainer {
             labels: [["real_A", "fake_B", "rec_A", "idt_B"], ["real_B", "fake_A", "rec_B", "idt_A"]],
             epoch: state.epoch, iters: state.epochIter)
     }
+}
+
+/// What a run does next, asked before every iteration.
+public enum TrainingCommand: Sendable {
+    case proceed
+    /// Checkpoint and end; publish the generators too when `publish`.
+    case stop(publish: Bool)
 }
 
 /// `flock` on `<models-dir>/.training-<name>.lock`, held from the trainer's start to its end (the

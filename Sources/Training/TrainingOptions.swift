@@ -59,7 +59,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public init() {}
 
     /// The reference's names, in checkpoints and on the training page.
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case netG, ngf, netD, ndf, norm, lr, beta1, threads, seed
         case nLayersD = "n_layers_D"
         case initType = "init_type"
@@ -145,6 +145,13 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
             out.append("--\(name) \(value): must be at least \(least)")
         }
         if nLayersD > 5 { out.append("--n_layers_D \(nLayersD): at most 5") }
+        for (name, value, most) in [
+            ("ngf", ngf, 1024), ("ndf", ndf, 1024), ("batch_size", batchSize, 256), ("load_size", loadSize, 16384),
+            ("crop_size", cropSize, 8192), ("n_epochs", nEpochs, 1_000_000), ("n_epochs_decay", nEpochsDecay, 1_000_000),
+            ("pool_size", poolSize, 100_000),
+        ] where value > most {
+            out.append("--\(name) \(value): at most \(most)")
+        }
         if ![1, 3].contains(inputNC) || ![1, 3].contains(outputNC) {
             out.append("--input_nc/--output_nc: 1 (grey) or 3 (RGB)")
         }
@@ -161,5 +168,34 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
             out.append("--epoch_count \(epochCount) is past the last epoch (n_epochs + n_epochs_decay = \(lastEpoch))")
         }
         return out
+    }
+}
+
+extension TrainingOptions {
+    /// Every option's reference name.
+    public static var names: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    /// The defaults with `given` (a JSON object of options under their reference names) laid over
+    /// them: an unknown name or a value of the wrong type is an error that names the option.
+    public static func overlaying(_ given: Data) throws -> TrainingOptions {
+        guard let object = try JSONSerialization.jsonObject(with: given) as? [String: Any] else {
+            throw TrainingError.badOptions(["the options must be a JSON object"])
+        }
+        let known = Set(names)
+        let unknown = object.keys.filter { !known.contains($0) }.sorted()
+        if let name = unknown.first {
+            throw TrainingError.badOptions(["unknown option '\(name)'; the options are \(names.sorted().joined(separator: ", "))"])
+        }
+        var merged = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(TrainingOptions())) as! [String: Any]
+        merged.merge(object) { $1 }
+        do {
+            return try JSONDecoder().decode(TrainingOptions.self, from: try JSONSerialization.data(withJSONObject: merged))
+        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+            let name = context.codingPath.last?.stringValue ?? "?"
+            throw TrainingError.badOptions(["option '\(name)' should be \(type == String.self ? "a string" : type == Bool.self ? "true or false" : "a number of the right kind (\(type))")"])
+        } catch DecodingError.dataCorrupted(let context) {
+            let name = context.codingPath.last?.stringValue ?? "?"
+            throw TrainingError.badOptions(["option '\(name)': \(context.debugDescription)"])
+        }
     }
 }

@@ -17,7 +17,18 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
     /// Threads per image when configured; nil: the allotment's share of the cores.
     private let threads: Int?
     private let allotment: Allotment
-    private let generators: LoadOnce<ResnetGenerator>
+    private let generators: LoadOnce<Served>
+
+    /// A direction's generator and the model version it came from.
+    public struct Served: @unchecked Sendable {
+        public var generator: ResnetGenerator
+        public var version: Int?
+
+        public init(generator: ResnetGenerator, version: Int?) {
+            self.generator = generator
+            self.version = version
+        }
+    }
 
     /// - Parameters:
     ///   - threads: threads per image (nil: the cores shared out among the images running).
@@ -25,7 +36,7 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
     ///   - allotment: the cores and memory shared with the other work (the daemon's).
     public init(
         threads: Int?, allotment: Allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount),
-        load: @escaping @Sendable (String) throws -> ResnetGenerator
+        load: @escaping @Sendable (String) throws -> Served
     ) {
         self.threads = threads
         self.allotment = allotment
@@ -40,7 +51,10 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
 
     /// Generators from a model store.
     public convenience init(store: ModelStore, threads: Int?, allotment: Allotment) {
-        self.init(threads: threads, allotment: allotment) { try store.generator(direction: $0) }
+        self.init(threads: threads, allotment: allotment) { direction in
+            let (generator, version) = try store.servedGenerator(direction: direction)
+            return Served(generator: generator, version: version)
+        }
     }
 
     /// Generators built since start (tests check that a burst builds each once).
@@ -53,7 +67,9 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
     public func translate(
         input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
     ) throws -> TranslationResult {
-        let generator = try generators.value(for: direction)
+        // Held to the end of this image: a publish meanwhile swaps the cache, not this generator.
+        let served = try generators.value(for: direction)
+        let generator = served.generator
         let shared = MemoryBudget.bytes(options.sharedMemoryLimit)
         // Planned under what the long jobs leave, so that it fits beside them.
         let budget = min(MemoryBudget.bytes(options.memoryLimit), allotment.room(limit: shared))
@@ -67,7 +83,9 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
             if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
             let report = try plan.run(
                 output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled })
-            return TranslationResult(width: report.width, height: report.height, milliseconds: report.seconds * 1000)
+            return TranslationResult(
+                width: report.width, height: report.height, milliseconds: report.seconds * 1000,
+                modelVersion: served.version)
         } catch let e as ImagingError {
             throw Self.daemonError(e)
         }
@@ -100,7 +118,7 @@ public struct StoreCatalog: ModelCatalog {
         let models = catalog.models.map { manifest in
             ModelInfo(
                 name: manifest.name, directions: manifest.directions.map(\.name).sorted(),
-                path: store.folder(manifest.name).path)
+                path: store.folder(manifest.name).path, version: manifest.versionNumber)
         }
         let directions = catalog.directions.map {
             DirectionInfo(name: $0.name, model: $0.model, from: $0.from, to: $0.to)

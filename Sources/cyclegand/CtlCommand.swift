@@ -22,10 +22,11 @@ struct CtlCommand: ParsableCommand {
               cyclegand ctl ping
               cyclegand ctl translate cat.jpg cat-vintage.jpg --direction modern2vintage
               cyclegand ctl subscribe --json | jq .
+              cyclegand ctl finetune modern2vintage --dataroot ~/photos --max_iters 2000 --follow
             """,
         subcommands: [
             Ping.self, Status.self, Models.self, Directions.self, Translate.self, Jobs.self, Cancel.self,
-            Subscribe.self, Reload.self, Shutdown.self,
+            Subscribe.self, Reload.self, Shutdown.self, Finetune.self, Training.self, Rollback.self,
         ]
     )
 }
@@ -63,7 +64,7 @@ extension CtlCommand {
                     "spool       \(s.root)",
                     "images      \(s.processed) done, \(s.failed) failed; \(s.workers) worker(s)",
                     "memory      \(humanBytes(s.memory.residentBytes)) resident (peak \(humanBytes(s.memory.peakResidentBytes))), per-image limit \(s.memory.limitBytes == 0 ? "none" : humanBytes(s.memory.limitBytes))",
-                    "training    \(s.training.state.rawValue)\(s.training.model.map { " (\($0))" } ?? "")",
+                    "training    " + TrainingFollower.describe(s.training).replacingOccurrences(of: "\n", with: "\n            "),
                     "interactive \(s.interactiveQueue) waiting",
                     "",
                     table(
@@ -90,8 +91,8 @@ extension CtlCommand {
             try options.list(
                 "models", field: "models", as: ModelInfo.self,
                 empty: "no models; import one with `cyclegand import` into the daemon's models folder",
-                headers: ["MODEL", "DIRECTIONS", "PATH"]
-            ) { [$0.name, $0.directions.joined(separator: ", "), $0.path] }
+                headers: ["MODEL", "VERSION", "DIRECTIONS", "PATH"]
+            ) { [$0.name, $0.version.map(String.init) ?? "-", $0.directions.joined(separator: ", "), $0.path] }
         }
     }
 
@@ -246,10 +247,13 @@ extension CtlCommand {
                 let error = event["error"]
                 return
                     "\(time)  failed  \(direction)  \(input)  \(error?["code"]?.string ?? ""): \(error?["message"]?.string ?? "")"
-            case "training_progress":
-                let training = event["training"]
-                return
-                    "\(time)  training  \(training?["state"]?.string ?? "")  epoch \(Int(training?["epoch"]?.number ?? 0))  iteration \(Int(training?["iteration"]?.number ?? 0))"
+            case "training_progress", "training_done", "model_published":
+                let t = event["training"]
+                let what =
+                    kind == "model_published"
+                    ? "published version \(Int(t?["published_version"]?.number ?? 0))"
+                    : "\(t?["state"]?.string ?? "")  epoch \(Int(t?["epoch"]?.number ?? 0))  iteration \(Int(t?["iterations"]?.number ?? 0))"
+                return "\(time)  training  \(t?["model"]?.string ?? "")  \(what)"
             case "directions_changed":
                 let names =
                     event["directions"].flatMap { value -> [String]? in

@@ -3,6 +3,7 @@ import Control
 import CycleGAN
 import Daemon
 import FileOutput
+import FineTuning
 import Foundation
 import Imaging
 import Logging
@@ -127,7 +128,8 @@ struct ServeCommand: AsyncParsableCommand {
             config: configuration, catalog: StoreCatalog(store: store),
             translator: GeneratorTranslator(
                 store: store, threads: configuration.threads == 0 ? nil : configuration.threads, allotment: allotment),
-            logger: logger, allotment: allotment, reloadConfig: { try command.loadConfiguration() })
+            logger: logger, allotment: allotment, trainer: StoreTrainingEngine(store: store),
+            reloadConfig: { try command.loadConfiguration() })
         do {
             try daemon.start()
         } catch {

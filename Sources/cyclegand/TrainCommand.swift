@@ -73,7 +73,7 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError(e.description)
         }
         let stop = StopSignals()
-        let summary = try trainer.run(shouldStop: { stop.requested })
+        let summary = try trainer.run(next: { stop.requested ? .stop(publish: true) : .proceed })
         console.finish()
         let how =
             switch summary.reason {

@@ -61,7 +61,7 @@ import Translation
         let translator = GeneratorTranslator(threads: 1) { direction in
             // A slow build widens the window in which a racing cache would build twice.
             Thread.sleep(forTimeInterval: 0.2)
-            return try store.generator(direction: direction)
+            return GeneratorTranslator.Served(generator: try store.generator(direction: direction), version: nil)
         }
         let input = dir.path + "/in.png"
         try PNG.make(width: 24, height: 16, seed: 3).write(to: URL(fileURLWithPath: input))
