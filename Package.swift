@@ -81,6 +81,6 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CycleGAN", "Models"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "CycleGAN", "Models", "Imaging"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Translation", "FileOutput"]),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "FileOutput"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "FileOutput", "Training"]),
     ]
 )

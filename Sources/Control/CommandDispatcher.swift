@@ -42,7 +42,9 @@ struct CommandDispatcher: Sendable {
                 .failure(
                     id: id,
                     ControlError(
-                        .badRequest, "only translate and training_data take an inline payload; its \(payload!.count) bytes were skipped")
+                        .badRequest,
+                        "only translate and training_data take an inline payload; its \(payload!.count) bytes were skipped"
+                    )
                 ))
         }
         do {

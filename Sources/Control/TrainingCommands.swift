@@ -6,7 +6,8 @@ import Foundation
 
 extension CommandDispatcher {
     func finetune(id: RequestID, line: Data, peer: PeerCredentials) async throws -> EncodedReply {
-        let fields = try object(line, allowed: ["id", "cmd", "model", "dataroot", "dir_a", "dir_b", "uploaded", "options"])
+        let fields = try object(
+            line, allowed: ["id", "cmd", "model", "dataroot", "dir_a", "dir_b", "uploaded", "options"])
         let model = try string(fields, "model")
         let access = PeerFileAccess(peer: peer)
         let data: FineTuneRequest.Data
@@ -54,7 +55,8 @@ extension CommandDispatcher {
     func training(id: RequestID, line: Data, peer: PeerCredentials) async throws -> EncodedReply {
         let fields = try object(line, allowed: ["id", "cmd", "action", "publish"])
         let action = try fields["action"] == nil ? "status" : string(fields, "action")
-        let status = try await control.training(action: action, publish: try bool(fields, "publish") ?? true, peer: peer.uid)
+        let status = try await control.training(
+            action: action, publish: try bool(fields, "publish") ?? true, peer: peer.uid)
         return .make(id: id, body: TrainingBody(training: status))
     }
 
@@ -62,7 +64,8 @@ extension CommandDispatcher {
         let fields = try object(line, allowed: ["id", "cmd", "model", "version"])
         let model = try string(fields, "model")
         guard let number = fields["version"]?.number, number == number.rounded(), number >= 1, number < 1e9 else {
-            throw ControlError(.badRequest, "field 'version' should be a version number (1 or more; `models` shows them)")
+            throw ControlError(
+                .badRequest, "field 'version' should be a version number (1 or more; `models` shows them)")
         }
         let now = try await control.rollback(model: model, version: Int(number))
         return .make(id: id, body: RollbackBody(model: model, version: now))
@@ -91,7 +94,8 @@ extension CommandDispatcher {
         }
         if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw ControlError(
-                .badRequest, "unknown field '\(unknown)'; this command takes \(allowed.sorted().joined(separator: ", "))"
+                .badRequest,
+                "unknown field '\(unknown)'; this command takes \(allowed.sorted().joined(separator: ", "))"
             )
         }
         return fields

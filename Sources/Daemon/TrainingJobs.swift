@@ -43,6 +43,8 @@ final class TrainingJobs: @unchecked Sendable {
     func prepare(_ request: FineTuneRequest, id: String, isStopping: @escaping @Sendable () -> Bool) throws
         -> LongJob
     {
+        // A malformed request hears what is wrong with it, whether or not a job runs.
+        let bytes = try engine.check(request)
         starting.lock()
         defer { starting.unlock() }
         if let running = lock.withLock({ current }), !running.control.snapshot.state.isOver {
@@ -51,7 +53,6 @@ final class TrainingJobs: @unchecked Sendable {
                 "a fine-tune job is running already (\(running.id), model \(running.request.model)); "
                     + "one runs at a time: `training stop` ends it")
         }
-        let bytes = try engine.check(request)
         let limit = settings.config.memoryLimit
         if limit > 0, UInt64(bytes + Self.imageReserve) > limit {
             throw DaemonError(
@@ -89,7 +90,8 @@ final class TrainingJobs: @unchecked Sendable {
             guard uid == job.request.owner || uid == getuid() else {
                 throw DaemonError(
                     .forbidden,
-                    "job \(job.id) was started by uid \(job.request.owner); only it or the daemon's uid may \(action) it")
+                    "job \(job.id) was started by uid \(job.request.owner); only it or the daemon's uid may \(action) it"
+                )
             }
             guard !job.control.snapshot.state.isOver else {
                 throw DaemonError(.notFound, "job \(job.id) has ended (\(job.control.snapshot.state.rawValue))")

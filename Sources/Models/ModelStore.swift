@@ -152,7 +152,8 @@ public final class ModelStore: @unchecked Sendable {
         return try servedGenerator(model: d.model, role: d.role)
     }
 
-    private func servedGenerator(model: String, role: NetworkRole) throws -> (generator: ResnetGenerator, version: Int) {
+    private func servedGenerator(model: String, role: NetworkRole) throws -> (generator: ResnetGenerator, version: Int)
+    {
         guard let manifest = try manifest(model) else {
             throw ModelStoreError("no model named \(model) in \(root.path)")
         }

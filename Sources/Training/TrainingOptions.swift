@@ -147,7 +147,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if nLayersD > 5 { out.append("--n_layers_D \(nLayersD): at most 5") }
         for (name, value, most) in [
             ("ngf", ngf, 1024), ("ndf", ndf, 1024), ("batch_size", batchSize, 256), ("load_size", loadSize, 16384),
-            ("crop_size", cropSize, 8192), ("n_epochs", nEpochs, 1_000_000), ("n_epochs_decay", nEpochsDecay, 1_000_000),
+            ("crop_size", cropSize, 8192), ("n_epochs", nEpochs, 1_000_000),
+            ("n_epochs_decay", nEpochsDecay, 1_000_000),
             ("pool_size", poolSize, 100_000),
         ] where value > most {
             out.append("--\(name) \(value): at most \(most)")
@@ -184,18 +185,32 @@ extension TrainingOptions {
         let known = Set(names)
         let unknown = object.keys.filter { !known.contains($0) }.sorted()
         if let name = unknown.first {
-            throw TrainingError.badOptions(["unknown option '\(name)'; the options are \(names.sorted().joined(separator: ", "))"])
+            throw TrainingError.badOptions([
+                "unknown option '\(name)'; the options are \(names.sorted().joined(separator: ", "))"
+            ])
         }
-        var merged = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(TrainingOptions())) as! [String: Any]
-        merged.merge(object) { $1 }
+        let defaults =
+            try JSONSerialization.jsonObject(with: try JSONEncoder().encode(TrainingOptions())) as! [String: Any]
+        func decode(_ given: [String: Any]) throws -> TrainingOptions {
+            let merged = defaults.merging(given) { $1 }
+            return try JSONDecoder().decode(
+                TrainingOptions.self, from: try JSONSerialization.data(withJSONObject: merged))
+        }
         do {
-            return try JSONDecoder().decode(TrainingOptions.self, from: try JSONSerialization.data(withJSONObject: merged))
-        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
-            let name = context.codingPath.last?.stringValue ?? "?"
-            throw TrainingError.badOptions(["option '\(name)' should be \(type == String.self ? "a string" : type == Bool.self ? "true or false" : "a number of the right kind (\(type))")"])
-        } catch DecodingError.dataCorrupted(let context) {
-            let name = context.codingPath.last?.stringValue ?? "?"
-            throw TrainingError.badOptions(["option '\(name)': \(context.debugDescription)"])
+            return try decode(object)
+        } catch {
+            // Said of the one option that does not decode alone (the decoder does not always name it).
+            let name = object.keys.sorted().first { (try? decode([$0: object[$0]!])) == nil } ?? "?"
+            let value = object[name].map { "\($0)" } ?? ""
+            switch error {
+            case DecodingError.typeMismatch(let type, _), DecodingError.valueNotFound(let type, _):
+                let kind = type == String.self ? "a string" : type == Bool.self ? "true or false" : "a number"
+                throw TrainingError.badOptions(["option '\(name)' should be \(kind)"])
+            case DecodingError.dataCorrupted(let context) where !context.codingPath.isEmpty:
+                throw TrainingError.badOptions(["option '\(name)': \(context.debugDescription)"])
+            default:
+                throw TrainingError.badOptions(["option '\(name)': \(value) is not a value it takes (a whole number?)"])
+            }
         }
     }
 }

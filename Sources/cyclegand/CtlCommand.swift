@@ -64,7 +64,8 @@ extension CtlCommand {
                     "spool       \(s.root)",
                     "images      \(s.processed) done, \(s.failed) failed; \(s.workers) worker(s)",
                     "memory      \(humanBytes(s.memory.residentBytes)) resident (peak \(humanBytes(s.memory.peakResidentBytes))), per-image limit \(s.memory.limitBytes == 0 ? "none" : humanBytes(s.memory.limitBytes))",
-                    "training    " + TrainingFollower.describe(s.training).replacingOccurrences(of: "\n", with: "\n            "),
+                    "training    "
+                        + TrainingFollower.describe(s.training).replacingOccurrences(of: "\n", with: "\n            "),
                     "interactive \(s.interactiveQueue) waiting",
                     "",
                     table(

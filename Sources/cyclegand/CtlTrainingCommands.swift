@@ -196,7 +196,8 @@ extension CtlCommand {
 
         func run() throws {
             try runCtl {
-                let reply = try options.call("rollback", ["model": .string(model), "version": .number(Double(version))])
+                let reply = try options.call(
+                    "rollback", ["model": .string(model), "version": .number(Double(version))])
                 if options.printRaw(reply) { return }
                 print("\(model) now serves version \(Int(reply.json["version"]?.number ?? 0))")
             }

@@ -87,28 +87,46 @@ final class DaemonProcess: @unchecked Sendable {
     let folder: TempDir
     let socketPath: String
     let modelsPath: String
-    let process = Process()
+    private(set) var process = Process()
     private let log: String
+    private let configFile: String
 
-    /// - Parameter config: extra TOML lines for the configuration file.
-    init(config: String = "", socketFolderMode: mode_t = 0o700) throws {
-        let binary = try #require(cyclegandBinary, "no cyclegand binary: build it or set CYCLEGAND_BIN")
+    /// - Parameters:
+    ///   - config: extra TOML lines for the configuration file.
+    ///   - models: fills the models folder (default: the tiny model).
+    init(
+        config: String = "", socketFolderMode: mode_t = 0o700,
+        models: (String) throws -> Void = { try importTinyModel(into: $0) }
+    ) throws {
         folder = TempDir("daemon", mode: socketFolderMode)
         modelsPath = folder.file("models")
-        try importTinyModel(into: modelsPath)
+        try models(modelsPath)
         socketPath = folder.file("cyclegand.sock")
         log = folder.file("daemon.log")
-        let configFile = folder.file("cyclegand.toml")
+        configFile = folder.file("cyclegand.toml")
         try Data(config.utf8).write(to: URL(fileURLWithPath: configFile))
+        FileManager.default.createFile(atPath: log, contents: nil)
+        try launch()
+    }
+
+    /// Starts the daemon on the same folders again, after `process` has ended.
+    func relaunch() throws {
+        process = Process()
+        try launch()
+    }
+
+    private func launch() throws {
+        let binary = try #require(cyclegandBinary, "no cyclegand binary: build it or set CYCLEGAND_BIN")
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
             "serve", "--config", configFile, "--root", folder.file("spool"), "--models-dir", modelsPath, "--socket",
             socketPath,
             "--log-level", "warning", "--threads", "1",
         ]
-        FileManager.default.createFile(atPath: log, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: log)
-        process.standardError = FileHandle(forWritingAtPath: log)
+        let output = FileHandle(forWritingAtPath: log)
+        output?.seekToEndOfFile()
+        process.standardOutput = output
+        process.standardError = output
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while (try? ControlClient(socketPath: socketPath)) == nil {
