@@ -51,7 +51,8 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
     }
 
     public func translate(
-        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
+        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag,
+        progress: @escaping @Sendable (Double) -> Void
     ) throws -> TranslationResult {
         let generator = try generators.value(for: direction)
         let shared = MemoryBudget.bytes(options.sharedMemoryLimit)
@@ -66,7 +67,8 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
             defer { allotment.release(grant) }
             if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
             let report = try plan.run(
-                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled })
+                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled },
+                progress: progress)
             return TranslationResult(width: report.width, height: report.height, milliseconds: report.seconds * 1000)
         } catch let e as ImagingError {
             throw Self.daemonError(e)
