@@ -11,7 +11,10 @@
 # does, stops it (status CANCEL, no layer); and that an unknown direction is reported.
 #
 # Needs root (debootstrap, chroot). Exit 0 passed, 1 failed, 77 skipped (not root).
-#   CYCLEGAND_BIN   the binary to test (default .build/release/cyclegand)
+#   CYCLEGAND_BIN                 the binary to test (default .build/release/cyclegand)
+#   CYCLEGAND_GIMP_SCREENSHOT=F   also open the plug-in's dialog in a real GIMP 3 window on an
+#                                 Xvfb display (installed into the root when missing) and save
+#                                 a screenshot of it to F (a PNG)
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -167,6 +170,64 @@ assert seen[0][0] == 0 and seen[0][1]
 open("$INNER/passed", "w").write("ok")
 PY
 
+# The dialog as a user sees it: GIMP runs the plug-in interactively on an Xvfb display; once its
+# window is up, the whole screen is saved (GTK's own root-window grab) and GIMP is stopped.
+screenshot() {
+    if [ ! -x "$ROOT/usr/bin/Xvfb" ]; then
+        chroot "$ROOT" env -i HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+            apt-get install -y --no-install-recommends xvfb xauth >"$WORK/apt.log" 2>&1
+    fi
+    # chroot and env exec: each background pid below is the process itself.
+    set -- chroot "$ROOT" env -i HOME=/root LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin DISPLAY=:77
+    "$@" Xvfb :77 -screen 0 480x240x24 -br -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+    xvfb=$!
+    cat >"$WORK/dialog.py" <<DIALOG
+from gi.repository import Gimp, Gio
+image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("$INNER/input.png"))
+procedure = Gimp.get_pdb().lookup_procedure("plug-in-cyclegand-translate")
+config = procedure.create_config()
+config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+config.set_property("image", image)
+config.set_core_object_array("drawables", [image.get_layers()[0]])
+config.set_property("socket", "$INNER/cyclegand.sock")
+procedure.run(config)
+DIALOG
+    cat >"$WORK/grab.py" <<GRAB
+import sys, time
+import gi
+gi.require_version("Gdk", "3.0")
+from gi.repository import Gdk
+def grab():
+    display = Gdk.Display.open(":77")
+    if not display:
+        return None
+    root = display.get_default_screen().get_root_window()
+    return Gdk.pixbuf_get_from_window(root, 0, 0, root.get_width(), root.get_height())
+for _ in range(600):
+    shot = grab()
+    # The screen is black (-br) until the dialog is drawn.
+    if shot and shot.get_pixels().count(0) < len(shot.get_pixels()):
+        time.sleep(2)
+        grab().savev("$INNER/screenshot.png", "png", [], [])
+        sys.exit(0)
+    time.sleep(0.1)
+sys.exit("no window appeared on :77 in 60 s")
+GRAB
+    sleep 1
+    "$@" GIMP3_DIRECTORY="$INNER/profile" gimp-console-3.0 -i --batch-interpreter=python-fu-eval -b - \
+        --quit <"$WORK/dialog.py" >"$WORK/gimp-dialog.log" 2>&1 &
+    gimp=$!
+    if "$@" python3 "$INNER/grab.py" >"$WORK/grab.log" 2>&1; then
+        cp "$WORK/screenshot.png" "$CYCLEGAND_GIMP_SCREENSHOT"
+        echo "test-gimp: the dialog in GIMP 3 on Xvfb: $CYCLEGAND_GIMP_SCREENSHOT"
+    else
+        echo "test-gimp: no screenshot: $(cat "$WORK/grab.log")" >&2
+    fi
+    # GIMP's plug-ins end with it (their pipe to it closes).
+    kill "$gimp" "$xvfb" 2>/dev/null || true
+    wait "$gimp" "$xvfb" 2>/dev/null || true
+}
+
 chroot "$ROOT" env -i HOME=/root LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     GIMP3_DIRECTORY="$INNER/profile" CYCLEGAND_DEBUG=1 \
     gimp-console-3.0 -i --batch-interpreter=python-fu-eval -b - --quit <"$WORK/batch.py" \
@@ -180,6 +241,9 @@ if ! echo "$progress" | awk '{ if (NF < 3 || $1 != 0 || $NF != 1) exit 1;
         for (i = 2; i <= NF; i++) if ($i < $(i - 1)) exit 1 }'; then
     echo "test-gimp: FAILED: the plug-in's progress is not 0 … 1, monotone, with a value between" >&2
     rm -f "$WORK/passed"
+fi
+if [ -f "$WORK/passed" ] && [ -n "${CYCLEGAND_GIMP_SCREENSHOT:-}" ]; then
+    screenshot
 fi
 if [ -f "$WORK/passed" ]; then
     echo "test-gimp: PASSED"

@@ -1,6 +1,7 @@
-import Control
 import Foundation
 import Testing
+
+@testable import Control
 
 #if canImport(Glibc)
     import Glibc
@@ -54,6 +55,47 @@ import Testing
 
         let quiet = try Self.translate(daemon.client(), image, [:])
         #expect(quiet.reply.ok && quiet.lines.isEmpty, "no progress lines unless asked: \(quiet.lines)")
+    }
+
+    /// `ctl translate` draws a live line on a terminal and writes one plain line to a pipe.
+    @Test func ctlTranslateShowsALiveLineOnATerminalOnly() throws {
+        let daemon = try DaemonProcess()
+        let binary = try #require(cyclegandBinary)
+        let files = TempDir("ctl-progress")
+        let input = files.file("photo.png")
+        try Self.photo(in: files).write(to: URL(fileURLWithPath: input))
+        let command = [binary, "ctl", "translate", input, files.file("tty.png"), "--direction", tinyDirection]
+        // `script` gives the command a terminal and copies what it shows.
+        let tty = try runProcess(
+            "/usr/bin/script",
+            ["-qec", (command + ["--socket", daemon.socketPath]).joined(separator: " "), "/dev/null"])
+        #expect(tty.status == 0, "\(tty.output)")
+        #expect(tty.output.contains("\r\u{1B}[K") && tty.output.contains("100 %"), "\(tty.output)")
+        #expect(tty.output.contains(files.file("tty.png") + ": 1353×900"), "\(tty.output)")
+        let pipe = try runProcess(
+            binary,
+            [
+                "ctl", "translate", input, files.file("pipe.png"), "--direction", tinyDirection, "--socket",
+                daemon.socketPath,
+            ])
+        #expect(pipe.status == 0 && !pipe.error.contains("\r") && !pipe.error.contains("%"), "\(pipe.error)")
+        #expect(pipe.error.split(separator: "\n").count == 1, "\(pipe.error)")
+    }
+
+    /// The first value goes at once; then one a `interval` at most, only when it moved by `step`,
+    /// never backwards; 1 once at the end.
+    @Test func theThrottleKeepsLinesFewAndMonotone() async throws {
+        let throttle = ProgressThrottle(interval: .milliseconds(100), step: 0.01)
+        #expect(throttle.admit(0) == 0)
+        #expect(throttle.admit(0.5) == nil, "too soon")
+        try await Task.sleep(for: .milliseconds(120))
+        #expect(throttle.admit(0.005) == nil, "moved too little")
+        #expect(throttle.admit(0.3) == 0.3)
+        try await Task.sleep(for: .milliseconds(120))
+        #expect(throttle.admit(0.2) == nil, "backwards")
+        #expect(throttle.admit(0.9) == 0.9)
+        #expect(throttle.finish() == 1)
+        #expect(throttle.finish() == nil && throttle.admit(1) == nil)
     }
 
     /// A client that hangs up mid-progress: its job is cancelled, the daemon serves on.
