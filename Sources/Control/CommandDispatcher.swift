@@ -1,6 +1,7 @@
 import Daemon
 import FileOutput
 import Foundation
+import Synchronization
 
 /// What a connection does after a request.
 enum Outcome: Sendable {
@@ -23,7 +24,10 @@ struct CommandDispatcher: Sendable {
         "shutdown", "subscribe", "finetune", "training", "rollback", "training_data",
     ]
 
-    func handle(line: Data, envelope: Envelope?, payload: Data?, peer: PeerCredentials) async -> Outcome {
+    /// `progress` carries the progress lines a `translate` asks for, ahead of its reply.
+    func handle(
+        line: Data, envelope: Envelope?, payload: Data?, peer: PeerCredentials, progress: ProgressLines
+    ) async -> Outcome {
         guard let envelope else {
             return .reply(
                 .failure(
@@ -62,7 +66,8 @@ struct CommandDispatcher: Sendable {
             case "directions":
                 return .reply(.make(id: id, body: ["directions": await control.directions()]))
             case "translate":
-                return .reply(try await translate(id: id, line: line, payload: payload, peer: peer))
+                return .reply(
+                    try await translate(id: id, line: line, payload: payload, peer: peer, progress: progress))
             case "jobs":
                 return .reply(.make(id: id, body: ["jobs": await control.jobs()]))
             case "cancel":
@@ -101,9 +106,9 @@ struct CommandDispatcher: Sendable {
         }
     }
 
-    private func translate(id: RequestID, line: Data, payload: Data?, peer: PeerCredentials) async throws
-        -> EncodedReply
-    {
+    private func translate(
+        id: RequestID, line: Data, payload: Data?, peer: PeerCredentials, progress lines: ProgressLines
+    ) async throws -> EncodedReply {
         let params = try decode(TranslateParams.self, line)
         if let problem = params.quality.flatMap(Quality.problem) { throw ControlError(.badRequest, problem) }
         let access = PeerFileAccess(peer: peer)
@@ -126,7 +131,22 @@ struct CommandDispatcher: Sendable {
         let request = TranslateRequest(
             direction: params.direction, inputBytes: input, inputName: params.name ?? params.input ?? "inline.png",
             format: format, quality: params.quality, memoryLimit: params.memoryLimit)
-        let result = try await control.translate(request)
+        let result: TranslateReply
+        let throttle = params.progress == true ? ProgressThrottle() : nil
+        if let throttle {
+            let control = control
+            let hungUp = HangUp()
+            result = try await control.translate(request) { report in
+                if lines.isBroken {
+                    // The client is gone and nobody will take the result: free the worker.
+                    if hungUp.first() { Task { _ = await control.cancel(id: report.job) } }
+                } else if let value = throttle.admit(report.fraction) {
+                    lines.send(ProgressLine(id: id, job: report.job, progress: value).encoded)
+                }
+            }
+        } else {
+            result = try await control.translate(request)
+        }
         let bytes = result.outputBytes
         var body = TranslateBody(
             job: result.id, direction: result.direction, output: nil, format: result.format, width: result.width,
@@ -134,8 +154,11 @@ struct CommandDispatcher: Sendable {
         if let output {
             try output.write(bytes)
             body.output = output.path
-            return .make(id: id, body: body)
         }
+        if let last = throttle?.finish() {
+            lines.send(ProgressLine(id: id, job: result.id, progress: last).encoded)
+        }
+        if output != nil { return .make(id: id, body: body) }
         body.bytes = bytes.count
         return .make(id: id, body: body, payload: bytes)
     }
@@ -159,6 +182,8 @@ struct TranslateParams: Decodable {
     var quality: Int?
     var memoryLimit: UInt64?
     var overwrite: Bool?
+    /// Send `{"id", "job", "progress"}` lines before the reply.
+    var progress: Bool?
 }
 
 struct CancelParams: Decodable {

@@ -64,10 +64,12 @@ public final class ControlClient {
 
     deinit { close(descriptor) }
 
-    /// Sends one request (`cmd` plus `fields`, an `id` is added) and reads its reply.
-    public func call(_ command: String, _ fields: [String: JSONValue] = [:], payload: Data? = nil) throws
-        -> ControlReply
-    {
+    /// Sends one request (`cmd` plus `fields`, an `id` is added) and reads its reply. The lines
+    /// that come before it, a translate's `{"id", "job", "progress"}` lines, go to `progress`.
+    public func call(
+        _ command: String, _ fields: [String: JSONValue] = [:], payload: Data? = nil,
+        progress: (ControlReply) -> Void = { _ in }
+    ) throws -> ControlReply {
         var object = fields
         object["id"] = .number(Double(nextID))
         object["cmd"] = .string(command)
@@ -81,7 +83,11 @@ public final class ControlClient {
             if let refusal = try? readReply() { return refusal }
             throw error
         }
-        return try readReply()
+        while true {
+            let reply = try readReply()
+            guard reply.json["ok"] == nil, reply.json["progress"] != nil else { return reply }
+            progress(reply)
+        }
     }
 
     /// Writes a raw line (a newline is appended) and a payload; for tests and `--raw` use.

@@ -271,8 +271,11 @@ struct ConnectionServer: Sendable {
                         return
                     case .request(let line, let envelope, let payload):
                         connection.activity.setBusy(true)
+                        let progress = ProgressLines(outbound: outbound)
                         let outcome = await dispatcher.handle(
-                            line: line, envelope: envelope, payload: payload, peer: connection.peer)
+                            line: line, envelope: envelope, payload: payload, peer: connection.peer,
+                            progress: progress)
+                        await progress.drain()
                         connection.activity.setBusy(false)
                         switch outcome {
                         case .reply(let reply):

@@ -56,34 +56,115 @@ public final class Network: @unchecked Sendable {
     /// The whole-image forward pass of `x` ([1, C, H, W]), as PyTorch runs it.
     /// Activations are updated in place where the layer allows it.
     public func forward(_ x: Tensor, compute: Compute = Compute()) -> Tensor {
-        walk(layers, x, compute: compute)
+        forward(x, compute: compute, progress: { _ in })
     }
 
-    private func walk(_ layers: [Layer], _ x: Tensor, compute: Compute) -> Tensor {
+    /// `forward`, where `progress` hears the fraction done (0 < f ≤ 1) after each step (a layer, a norm with its
+    /// activation, a residual sum), weighted by the steps' multiply-adds (`work`) so that equal
+    /// fractions take about equal time; it may throw to stop the pass.
+    public func forward(
+        _ x: Tensor, compute: Compute = Compute(), progress: (Double) throws -> Void
+    ) rethrows -> Tensor {
+        let shape = Shape(channels: x.shape[x.rank - 3], height: x.shape[x.rank - 2], width: x.shape[x.rank - 1])
+        var meter = Meter(total: work(layers, shape).macs)
+        return try walk(layers, x, compute: compute, meter: &meter, progress: progress)
+    }
+
+    /// An activation's size, for counting work without running the layers.
+    public struct Shape: Sendable, Equatable {
+        public var channels: Int
+        public var height: Int
+        public var width: Int
+
+        public init(channels: Int, height: Int, width: Int) {
+            self.channels = channels
+            self.height = height
+            self.width = width
+        }
+
+        public var values: Double { Double(channels * height * width) }
+    }
+
+    /// The multiply-adds of `layers` on an input of `shape` (an elementwise step counts one per
+    /// value) and the shape they give.
+    public func work(_ layers: [Layer], _ shape: Shape) -> (macs: Double, shape: Shape) {
+        var total = 0.0
+        var s = shape
+        for layer in layers {
+            let step = work(layer, s)
+            total += step.macs
+            s = step.shape
+        }
+        return (total, s)
+    }
+
+    /// The multiply-adds of one layer on an input of `shape`, and the shape it gives.
+    public func work(_ layer: Layer, _ shape: Shape) -> (macs: Double, shape: Shape) {
+        switch layer {
+        case .conv(let c):
+            let (h, w) = conv(c).outputSize(height: shape.height, width: shape.width, padding: c.padding)
+            let out = Shape(channels: c.outChannels, height: h, width: w)
+            return (out.values * Double(c.inChannels * c.kernel * c.kernel), out)
+        case .convTranspose(let c):
+            let (h, w) = convTranspose(c).outputSize(height: shape.height, width: shape.width)
+            return (
+                shape.values * Double(c.outChannels * c.kernel * c.kernel),
+                Shape(channels: c.outChannels, height: h, width: w)
+            )
+        case .norm, .relu, .leakyReLU, .tanh:
+            return (shape.values, shape)
+        case .residual(let inner):
+            return (work(inner, shape).macs + shape.values, shape)
+        }
+    }
+
+    /// Work done so far in a forward pass, out of its total.
+    private struct Meter {
+        let total: Double
+        var done = 0.0
+
+        /// The fraction done after `macs` more.
+        mutating func add(_ macs: Double) -> Double {
+            done += macs
+            return total > 0 ? min(done / total, 1) : 1
+        }
+    }
+
+    private func walk(
+        _ layers: [Layer], _ x: Tensor, compute: Compute, meter: inout Meter, progress: (Double) throws -> Void
+    ) rethrows -> Tensor {
         var y = x
         var i = 0
         while i < layers.count {
+            let before = Shape(channels: y.shape[1], height: y.shape[2], width: y.shape[3])
             switch layers[i] {
             case .conv(let c):
                 y = conv(c)(y, padding: c.padding, compute: compute)
+                try progress(meter.add(work(layers[i], before).macs))
             case .convTranspose(let c):
                 y = convTranspose(c)(y, compute: compute)
+                try progress(meter.add(work(layers[i], before).macs))
             case .norm(let n):
                 // The activation right after a norm runs in the norm's pass over the data.
                 let activation = i + 1 < layers.count ? layers[i + 1].activation : nil
                 if activation != nil { i += 1 }
                 let (g, b) = affine(n)
                 y.instanceNorm(gamma: g, beta: b, activation: activation ?? .none, compute: compute)
+                try progress(meter.add(before.values * (activation == nil ? 1 : 2)))
             case .relu:
                 Elementwise.relu(y.data, count: y.count)
+                try progress(meter.add(before.values))
             case .leakyReLU(let slope):
                 Elementwise.leakyReLU(y.data, count: y.count, slope: slope)
+                try progress(meter.add(before.values))
             case .tanh:
                 Elementwise.tanh(y.data, count: y.count, compute: compute)
+                try progress(meter.add(before.values))
             case .residual(let inner):
-                let r = walk(inner, y, compute: compute)
+                let r = try walk(inner, y, compute: compute, meter: &meter, progress: progress)
                 Elementwise.add(r.data, y.data, count: r.count, compute: compute)
                 y = r
+                try progress(meter.add(before.values))
             }
             i += 1
         }

@@ -33,16 +33,18 @@ public final class ResnetGenerator: @unchecked Sendable {
     /// and width. Other sizes are padded at the bottom and right by reflection
     /// to `workingSize`, and the output is cropped back.
     public func forward(_ x: Tensor, compute: Compute = Compute()) -> Tensor {
+        forward(x, compute: compute, progress: { _ in })
+    }
+
+    /// `forward`, telling `progress` how far it is (see `Network.forward(_:compute:progress:)`).
+    public func forward(
+        _ x: Tensor, compute: Compute = Compute(), progress: (Double) throws -> Void
+    ) rethrows -> Tensor {
         let h = x.shape[x.rank - 2]
         let w = x.shape[x.rank - 1]
         let (wh, ww) = Self.workingSize(height: h, width: w)
-        if (wh, ww) == (h, w) { return forwardRaw(x, compute: compute) }
+        if (wh, ww) == (h, w) { return try network.forward(x, compute: compute, progress: progress) }
         let padded = x.reflectionPadded(top: 0, bottom: wh - h, left: 0, right: ww - w)
-        return forwardRaw(padded, compute: compute).cropped(height: h, width: w)
-    }
-
-    /// The network exactly as PyTorch runs it, on a size it accepts.
-    public func forwardRaw(_ x: Tensor, compute: Compute = Compute()) -> Tensor {
-        network.forward(x, compute: compute)
+        return try network.forward(padded, compute: compute, progress: progress).cropped(height: h, width: w)
     }
 }

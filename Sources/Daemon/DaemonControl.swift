@@ -18,6 +18,12 @@ public protocol DaemonControl: Sendable {
     func directions() async -> [DirectionInfo]
     /// Translates one image ahead of every watch-folder job. Throws `DaemonError`.
     func translate(_ request: TranslateRequest) async throws -> TranslateReply
+    /// `translate`, telling `progress` how far it is: 0 once it is queued (which gives its job
+    /// id, for `cancel`), then the translator's fractions as it works, monotone, up to 1 when
+    /// the result is ready. Called from the daemon's worker threads; it must not block.
+    func translate(
+        _ request: TranslateRequest, progress: @escaping @Sendable (TranslationProgress) -> Void
+    ) async throws -> TranslateReply
     /// Queued and running jobs, interactive first, then in the order they will run.
     func jobs() async -> [JobInfo]
     /// Cancels a queued job (a watch-folder file then goes to failed/ with code `cancelled`);
@@ -61,6 +67,27 @@ extension DaemonControl {
         async throws -> Int
     {
         throw DaemonError(.unsupported, "this daemon was started without training support")
+    }
+}
+
+extension DaemonControl {
+    /// A control surface without progress reports translates and stays silent.
+    public func translate(
+        _ request: TranslateRequest, progress: @escaping @Sendable (TranslationProgress) -> Void
+    ) async throws -> TranslateReply {
+        try await translate(request)
+    }
+}
+
+/// How far an interactive translation is.
+public struct TranslationProgress: Codable, Sendable, Equatable {
+    public var job: String
+    /// 0 to 1.
+    public var fraction: Double
+
+    public init(job: String, fraction: Double) {
+        self.job = job
+        self.fraction = fraction
     }
 }
 

@@ -28,14 +28,23 @@ extension Daemon: DaemonControl {
     public func directions() async -> [DirectionInfo] { models.directions }
 
     public func translate(_ request: TranslateRequest) async throws -> TranslateReply {
+        try await translate(request, progress: { _ in })
+    }
+
+    public func translate(
+        _ request: TranslateRequest, progress: @escaping @Sendable (TranslationProgress) -> Void
+    ) async throws -> TranslateReply {
         if let problem = request.quality.flatMap(Quality.problem) { throw DaemonError(.badRequest, problem) }
         if isStopping {
             throw DaemonError(.shuttingDown, "the daemon is stopping; try again after it restarts")
         }
         let id = spool.newID()
         let label = "<inline>"
+        progress(TranslationProgress(job: id, fraction: 0))
         return try await withCheckedThrowingContinuation { continuation in
-            let job = InteractiveJob(request: request, continuation: continuation)
+            let job = InteractiveJob(
+                request: request, progress: { progress(TranslationProgress(job: id, fraction: $0)) },
+                continuation: continuation)
             scheduler.submit(
                 .init(
                     id: id, priority: .interactive, direction: request.direction, label: label,

@@ -111,7 +111,7 @@ struct ImageJobs: Sendable {
     private func run(_ job: InteractiveJob, job entry: Scheduler.Job) {
         let started = Date()
         do {
-            let reply = try translate(job.request, id: entry.id, cancel: entry.cancel)
+            let reply = try translate(job.request, id: entry.id, cancel: entry.cancel, progress: job.progress)
             status.imageDone()
             settings.log.info(
                 "\(reply.direction) \(entry.label) \(reply.width)x\(reply.height) \(Int(reply.milliseconds.rounded())) ms -> inline reply (interactive)"
@@ -138,9 +138,10 @@ struct ImageJobs: Sendable {
 
     /// Translates in a scratch folder under work/ (removed afterwards, or at the next start) and
     /// returns the encoded result.
-    private func translate(_ request: TranslateRequest, id: String, cancel: CancellationFlag) throws
-        -> TranslateReply
-    {
+    private func translate(
+        _ request: TranslateRequest, id: String, cancel: CancellationFlag,
+        progress: @escaping @Sendable (Double) -> Void
+    ) throws -> TranslateReply {
         let config = settings.config
         guard models.offers(request.direction) else {
             throw DaemonError(.notFound, "no model offers the direction \"\(request.direction)\"")
@@ -160,7 +161,7 @@ struct ImageJobs: Sendable {
         let output = scratch + "/output." + format.fileExtension!
         let result = try translator.translate(
             input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: output), direction: request.direction,
-            options: options, cancel: cancel)
+            options: options, cancel: cancel, progress: progress)
         if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled on request while it was translated") }
         guard let bytes = FileManager.default.contents(atPath: output) else {
             throw DaemonError(.internal, "the translator reported success but wrote no \(output)")

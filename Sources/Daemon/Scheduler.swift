@@ -157,11 +157,17 @@ extension Scheduler.Job {
 /// An interactive request waiting for its worker; the worker resumes the caller.
 final class InteractiveJob: @unchecked Sendable {
     let request: TranslateRequest
+    /// Hears the translator's progress (0 to 1).
+    let progress: @Sendable (Double) -> Void
     private let lock = NSLock()
     private var continuation: CheckedContinuation<TranslateReply, Error>?
 
-    init(request: TranslateRequest, continuation: CheckedContinuation<TranslateReply, Error>) {
+    init(
+        request: TranslateRequest, progress: @escaping @Sendable (Double) -> Void,
+        continuation: CheckedContinuation<TranslateReply, Error>
+    ) {
         self.request = request
+        self.progress = progress
         self.continuation = continuation
     }
 

@@ -76,8 +76,11 @@ public final class CancellationFlag: @unchecked Sendable {
 public protocol Translator: Sendable {
     /// Reads `input` and writes the translation to `output` in `options.format` (the file name's
     /// extension matches the format). Must not leave a partial `output` behind on failure.
+    /// `progress` hears how far it is (0 to 1, monotone, from the thread that calls this); a
+    /// translator without steps may stay silent.
     func translate(
-        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
+        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag,
+        progress: @escaping @Sendable (Double) -> Void
     ) throws -> TranslationResult
 
     /// The set of models may have changed (reload): drop cached generators that are stale.
@@ -86,6 +89,14 @@ public protocol Translator: Sendable {
 
 extension Translator {
     public func modelsChanged() {}
+
+    /// `translate` for a caller that does not follow its progress.
+    public func translate(
+        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
+    ) throws -> TranslationResult {
+        try translate(
+            input: input, output: output, direction: direction, options: options, cancel: cancel, progress: { _ in })
+    }
 }
 
 /// The models the daemon can use, read from the models folder.

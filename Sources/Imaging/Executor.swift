@@ -30,8 +30,13 @@ struct StreamedGenerator {
     let temporaryDirectory: String
     /// Asked between bands; when it says yes the run throws `cancelled` (and its stores go).
     var isCancelled: @Sendable () -> Bool = { false }
+    /// Hears the fraction done (0 < f ≤ 1) after each band, weighted by the multiply-adds of
+    /// the band's pass (recomputed convolutions included), so that equal fractions take about
+    /// equal time.
+    var progress: (Double) -> Void = { _ in }
     /// Band buffers, recycled within a pass and released after it.
     private let pool = BandPool()
+    private let meter = WorkMeter()
 
     /// Rows of input come from `read(y, count, into)` ([3][count][width] planes) and
     /// rows of output go to `write(y, count, from)` in order.
@@ -43,12 +48,14 @@ struct StreamedGenerator {
         let (wh, ww) = ResnetGenerator.workingSize(height: height, width: width)
         let input = PaddedInput(sourceHeight: height, sourceWidth: width, height: wh, width: ww, pool: pool, read: read)
         var walk = Walk(source: input, fullHeight: wh)
+        (meter.total, meter.done) = (plannedWork(generator.network.layers, Self.shape(of: input)), 0)
         try self.walk(generator.network.layers, &walk)
 
         // The output, cropped back to the image.
         guard let out = walk.output else { preconditionFailure("a generator ends in tanh") }
         let rowsOut = UnsafeMutablePointer<Float>.allocate(capacity: 3 * bandRows * width)
         defer { rowsOut.deallocate() }
+        let outputWork = walk.chainWork + Self.values(of: out)
         var y = 0
         while y < height {
             try checkpoint()
@@ -63,6 +70,7 @@ struct StreamedGenerator {
             }
             try write(y, n, rowsOut)
             y += n
+            done(outputWork * Double(n) / Double(height))
         }
     }
 
@@ -75,6 +83,9 @@ struct StreamedGenerator {
         let fullHeight: Int
         /// The last convolution, whose rows `run` streams out through tanh.
         var output: RowStage? = nil
+        /// Multiply-adds of one pass over `source`: the convolutions its reader recomputes
+        /// (those since the last store).
+        var chainWork = 0.0
 
         init(source: RowStage, fullHeight: Int) {
             self.source = source
@@ -94,11 +105,13 @@ struct StreamedGenerator {
         while i < layers.count {
             switch layers[i] {
             case .conv(let c):
+                w.chainWork += generator.network.work(layers[i], Self.shape(of: w.source)).macs
                 w.source = ConvStage(
                     w.source, pending: w.pending, conv: generator.network.conv(c), padding: c.padding, compute: compute,
                     pool: pool)
                 w.pending = nil
             case .convTranspose(let c):
+                w.chainWork += generator.network.work(layers[i], Self.shape(of: w.source)).macs
                 w.source = TransposedConvStage(
                     w.source, pending: w.pending, conv: generator.network.convTranspose(c), compute: compute, pool: pool
                 )
@@ -108,13 +121,15 @@ struct StreamedGenerator {
                 if activation != nil { i += 1 }
                 let stage = w.source
                 let rows = bands(of: stage, fullHeight: w.fullHeight)
+                let work = w.chainWork + Self.values(of: stage)
                 let moments: ChannelMoments
                 if stage.height < w.fullHeight {
                     let s = try store(like: stage)
-                    moments = try self.moments(of: stage, bandRows: rows, storingIn: s)
+                    moments = try self.moments(of: stage, bandRows: rows, work: work, storingIn: s)
                     w.source = s
+                    w.chainWork = 0
                 } else {
-                    moments = try self.moments(of: stage, bandRows: rows)
+                    moments = try self.moments(of: stage, bandRows: rows, work: work)
                 }
                 let (g, b) = generator.network.affine(n)
                 w.pending = PendingNorm(
@@ -126,7 +141,7 @@ struct StreamedGenerator {
                 guard let t = block.source as? ActivationStore, let nb = block.pending else {
                     preconditionFailure("a residual block ends in a norm at reduced resolution")
                 }
-                try update(r, bandRows: bands(of: r, fullHeight: w.fullHeight)) { band in
+                try update(r, bandRows: bands(of: r, fullHeight: w.fullHeight), work: Self.values(of: r)) { band in
                     let residual = try t.rows(band.rows)
                     residual.normalize(nb.norm, nb.activation, compute: compute)
                     Elementwise.add(
@@ -151,20 +166,25 @@ struct StreamedGenerator {
             r = stored
         } else {
             r = try store(like: w.source)
+            let work = w.chainWork + Self.values(of: r)
             var y = 0
             while y < w.source.height {
                 try checkpoint()
                 let band = try w.source.rows(y..<min(w.source.height, y + rows))
                 try r.write(band)
                 y = band.rows.upperBound
+                done(work * Double(band.rows.count) / Double(r.height))
             }
             pool.drain()
         }
         if let pending = w.pending {
-            try update(r, bandRows: rows) { band in band.normalize(pending.norm, pending.activation, compute: compute) }
+            try update(r, bandRows: rows, work: Self.values(of: r)) { band in
+                band.normalize(pending.norm, pending.activation, compute: compute)
+            }
         }
         w.source = r
         w.pending = nil
+        w.chainWork = 0
         return r
     }
 
@@ -181,7 +201,7 @@ struct StreamedGenerator {
 
     /// Streams `stage` band by band, summing its channels' moments (and storing it).
     private func moments(
-        of stage: RowStage, bandRows: Int, storingIn store: ActivationStore? = nil
+        of stage: RowStage, bandRows: Int, work: Double, storingIn store: ActivationStore? = nil
     ) throws -> ChannelMoments {
         var m = ChannelMoments(channels: stage.channels)
         var y = 0
@@ -191,13 +211,16 @@ struct StreamedGenerator {
             band.accumulate(into: &m, compute: compute)
             try store?.write(band)
             y = band.rows.upperBound
+            done(work * Double(band.rows.count) / Double(stage.height))
         }
         pool.drain()
         return m
     }
 
     /// Rewrites a store band by band.
-    private func update(_ store: ActivationStore, bandRows: Int, _ body: (Band) throws -> Void) throws {
+    private func update(
+        _ store: ActivationStore, bandRows: Int, work: Double, _ body: (Band) throws -> Void
+    ) throws {
         var y = 0
         while y < store.height {
             try checkpoint()
@@ -205,8 +228,68 @@ struct StreamedGenerator {
             try body(band)
             try store.overwrite(band)
             y = band.rows.upperBound
+            done(work * Double(band.rows.count) / Double(store.height))
         }
         pool.drain()
+    }
+
+    private func done(_ work: Double) {
+        meter.done += work
+        progress(meter.total > 0 ? min(meter.done / meter.total, 1) : 1)
+    }
+
+    private static func shape(of stage: RowStage) -> Network.Shape {
+        Network.Shape(channels: stage.channels, height: stage.height, width: stage.width)
+    }
+
+    /// A pass's elementwise work (norms applied, moments summed, rows stored): one per value.
+    private static func values(of stage: RowStage) -> Double { shape(of: stage).values }
+
+    /// The work `run` will do on an input of `shape`, pass by pass as `walk` makes the passes:
+    /// the total its `progress` divides by. (It must follow `walk`; a test checks that the
+    /// passes add up to it.)
+    private func plannedWork(_ layers: [Layer], _ input: Network.Shape) -> Double {
+        struct Plan {
+            var shape: Network.Shape
+            var chainWork = 0.0
+            var stored = false
+            var pending = false
+            var total = 0.0
+        }
+        let network = generator.network
+        let fullHeight = input.height
+        func plan(_ layers: [Layer], _ p: inout Plan) {
+            var i = 0
+            while i < layers.count {
+                switch layers[i] {
+                case .conv, .convTranspose:
+                    let step = network.work(layers[i], p.shape)
+                    p.chainWork += step.macs
+                    p.shape = step.shape
+                    (p.stored, p.pending) = (false, false)
+                case .norm:
+                    if i + 1 < layers.count, layers[i + 1].activation != nil { i += 1 }
+                    p.total += p.chainWork + p.shape.values
+                    if p.shape.height < fullHeight { (p.stored, p.chainWork) = (true, 0) }
+                    p.pending = true
+                case .residual(let inner):
+                    if !p.stored { p.total += p.chainWork + p.shape.values }
+                    if p.pending { p.total += p.shape.values }
+                    var block = Plan(shape: p.shape, stored: true)
+                    plan(inner, &block)
+                    p.total += block.total + p.shape.values
+                    (p.stored, p.pending, p.chainWork) = (true, false, 0)
+                case .tanh:
+                    p.total += p.chainWork + p.shape.values
+                case .relu, .leakyReLU:
+                    break
+                }
+                i += 1
+            }
+        }
+        var p = Plan(shape: input)
+        plan(layers, &p)
+        return p.total
     }
 
     private func checkpoint() throws {

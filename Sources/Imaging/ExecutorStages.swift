@@ -48,6 +48,12 @@ final class BandPool {
     deinit { drain() }
 }
 
+/// The work a streamed run has done, out of the total it planned.
+final class WorkMeter {
+    var total = 0.0
+    var done = 0.0
+}
+
 /// A band of rows of an activation; its memory comes from (and goes back to) a pool.
 final class Band {
     let rows: Range<Int>

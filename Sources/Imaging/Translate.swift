@@ -84,14 +84,22 @@ extension ImageTranslation {
         }
 
         /// Decodes, translates and writes the image with `threads` (default: `options.threads`).
-        /// A streamed run asks `isCancelled` between bands and throws `cancelled` when it says
-        /// yes; a whole-image pass (seconds at most under the memory limit) runs to the end.
+        /// `isCancelled` is asked after each layer of a whole-image pass and between the bands
+        /// of a streamed one; when it says yes the run throws `cancelled`.
+        ///
+        /// `progress` hears how far the run is, from 0 to 1, monotone: decoding is the first
+        /// `Share.decode`, the network the next (by layer or by band, weighted by multiply-adds),
+        /// encoding the rest; 1 comes once the output is written.
         public func run(
-            output: String, threads: Int? = nil, isCancelled: @escaping @Sendable () -> Bool = { false }
+            output: String, threads: Int? = nil, isCancelled: @escaping @Sendable () -> Bool = { false },
+            progress: @escaping (Double) -> Void = { _ in }
         ) throws -> Report {
             let start = DispatchTime.now().uptimeNanoseconds
             let compute = Compute(threads: threads ?? options.threads)
+            progress(0)
             try source.decode()
+            progress(Share.decode)
+            let network = { (f: Double) in progress(Share.decode + f * Share.network) }
             let (h, w) = (height, width)
             let sink = try ImageSink(
                 destination: output, width: w, height: h, template: try source.template(), options: options.save)
@@ -99,7 +107,10 @@ extension ImageTranslation {
             case .whole:
                 let x = Tensor(shape: [1, 3, h, w])
                 try source.readRows(y: 0, count: h, into: x.data)
-                let y = generator.forward(x, compute: compute)
+                let y = try generator.forward(x, compute: compute) { f in
+                    network(f)
+                    if isCancelled() { throw ImagingError(.cancelled, path: output, reason: "cancelled on request") }
+                }
                 try sink.writeRows(y: 0, count: h, from: y.data)
             case .streamed:
                 var budget = options
@@ -111,14 +122,24 @@ extension ImageTranslation {
                     generator: generator, compute: compute, bandRows: rows, storesInMemory: false,
                     temporaryDirectory: temporaryDirectory(options.load.temporaryDirectory))
                 executor.isCancelled = isCancelled
+                executor.progress = network
                 try executor.run(
                     height: h, width: w,
                     read: { y, n, into in try self.source.readRows(y: y, count: n, into: into) },
                     write: { y, n, from in try sink.writeRows(y: y, count: n, from: from) })
             }
             try sink.finish()
+            progress(1)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             return Report(width: w, height: h, mode: mode, seconds: seconds)
+        }
+
+        /// The parts of `progress` decoding and the network take (encoding takes the rest). Each
+        /// codec step is one libvips call with no progress of its own, and both take a few
+        /// percent of an image's time (the network dominates, more so the larger the image).
+        public enum Share {
+            public static let decode = 0.02
+            public static let network = 0.95
         }
     }
 
@@ -126,14 +147,15 @@ extension ImageTranslation {
     /// compare it with `ResnetGenerator.forward`).
     public static func streamedForward(
         _ generator: ResnetGenerator, _ x: Tensor, bandRows: Int, storesInMemory: Bool,
-        compute: Compute = Compute()
+        compute: Compute = Compute(), progress: @escaping (Double) -> Void = { _ in }
     ) throws -> Tensor {
         let h = x.shape[2]
         let w = x.shape[3]
         let y = Tensor(shape: [1, 3, h, w])
-        let executor = StreamedGenerator(
+        var executor = StreamedGenerator(
             generator: generator, compute: compute, bandRows: bandRows, storesInMemory: storesInMemory,
             temporaryDirectory: temporaryDirectory(nil))
+        executor.progress = progress
         try executor.run(
             height: h, width: w,
             read: { row, n, into in

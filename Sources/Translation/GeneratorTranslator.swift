@@ -65,7 +65,8 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
     }
 
     public func translate(
-        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
+        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag,
+        progress: @escaping @Sendable (Double) -> Void
     ) throws -> TranslationResult {
         // Held to the end of this image: a publish meanwhile swaps the cache, not this generator.
         let served = try generators.value(for: direction)
@@ -82,7 +83,8 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
             defer { allotment.release(grant) }
             if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
             let report = try plan.run(
-                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled })
+                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled },
+                progress: progress)
             return TranslationResult(
                 width: report.width, height: report.height, milliseconds: report.seconds * 1000,
                 modelVersion: served.version)

@@ -160,10 +160,21 @@ extension CtlCommand {
                     fields["output"] = .string(outputPath)
                     if overwrite { fields["overwrite"] = .bool(true) }
                 }
-                if !options.json {
+                // A live line on a terminal; a pipe or a log gets the one line it always got.
+                let bar = TerminalProgress(label: "translating \(input) (\(direction))", enabled: !options.json)
+                if bar.isTerminal {
+                    fields["progress"] = .bool(true)
+                    bar.show(0)
+                } else if !options.json {
                     FileHandle.standardError.write(Data("translating \(input) (\(direction)) …\n".utf8))
                 }
-                let reply = try options.call("translate", fields, payload: payload)
+                let reply: ControlReply
+                do {
+                    defer { bar.end() }
+                    reply = try options.call("translate", fields, payload: payload) { line in
+                        bar.show(line.json["progress"]?.number ?? 0)
+                    }
+                }
                 if inline, let bytes = reply.payload {
                     guard FileManager.default.createFile(atPath: outputPath, contents: bytes) else {
                         throw CtlFailure(code: 1, message: "cannot write \(outputPath)")

@@ -19,11 +19,15 @@ struct CtlOptions: ParsableArguments {
     }
 
     /// Connects, sends one request and fails with the documented exit code on an error reply.
-    func call(_ command: String, _ fields: [String: JSONValue] = [:], payload: Data? = nil) throws -> ControlReply {
+    /// Lines before the reply (progress) go to `progress`.
+    func call(
+        _ command: String, _ fields: [String: JSONValue] = [:], payload: Data? = nil,
+        progress: (ControlReply) -> Void = { _ in }
+    ) throws -> ControlReply {
         let client = try connect()
         let reply: ControlReply
         do {
-            reply = try client.call(command, fields, payload: payload)
+            reply = try client.call(command, fields, payload: payload, progress: progress)
         } catch {
             throw CtlFailure(code: 70, message: "\(error)")
         }
@@ -74,6 +78,32 @@ struct CtlOptions: ParsableArguments {
             }
             print(table(headers, items.map(row)))
         }
+    }
+}
+
+/// A live status line on a terminal's standard error ("translating cat.jpg … 42 %"), redrawn in
+/// place; on anything else (a pipe, a log file) it writes nothing.
+struct TerminalProgress {
+    let label: String
+    let isTerminal: Bool
+
+    init(label: String, enabled: Bool = true) {
+        self.label = label
+        isTerminal = enabled && isatty(STDERR_FILENO) == 1
+    }
+
+    func show(_ fraction: Double) {
+        guard isTerminal else { return }
+        let percent = Int((min(max(fraction, 0), 1) * 100).rounded(.down))
+        let filled = percent / 5
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: 20 - filled)
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(label) \(bar) \(percent) %".utf8))
+    }
+
+    /// Clears the line (the result is printed after it).
+    func end() {
+        guard isTerminal else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
 

@@ -59,6 +59,12 @@ import Testing
             assert d.status()["queues"] == {\(pythonString(tinyDirection)): 0}
             reply, png = d.translate_bytes(open(\(pythonString(input)), "rb").read(), \(pythonString(tinyDirection)), name="x.png")
             assert png[:8] == b"\\x89PNG\\r\\n\\x1a\\n" and (reply["width"], reply["height"]) == (20, 12), reply
+            seen = []
+            reply, png = d.translate_bytes(
+                open(\(pythonString(input)), "rb").read(), \(pythonString(tinyDirection)), name="x.png",
+                progress=lambda fraction, job: seen.append((fraction, job)))
+            assert seen[0][0] == 0 and seen[-1][0] == 1, seen
+            assert all(job == reply["job"] for _, job in seen), (seen, reply)
             out = d.translate_file(\(pythonString(input)), \(pythonString(files.file("o.png"))), \(pythonString(tinyDirection)))
             assert out["output"] == \(pythonString(files.file("o.png")))
             try:

@@ -14,7 +14,7 @@ import Testing
 
         #expect(try client.call("ping").json["pong"] == .bool(true))
         let version = try client.call("version")
-        #expect(version.json["protocol"] == .number(1))
+        #expect(version.json["protocol"] == .number(2))
         #expect(version.json["version"]?.string?.isEmpty == false)
 
         let status = try client.call("status")

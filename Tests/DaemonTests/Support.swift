@@ -65,7 +65,8 @@ final class FakeTranslator: Translator, @unchecked Sendable {
     var callLog: [String] { lock.withLock { calls } }
 
     func translate(
-        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag
+        input: URL, output: URL, direction: String, options: TranslationOptions, cancel: CancellationFlag,
+        progress: @escaping @Sendable (Double) -> Void
     ) throws -> TranslationResult {
         let data = try Data(contentsOf: input)
         let text = String(decoding: data, as: UTF8.self)

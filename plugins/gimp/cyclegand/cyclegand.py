@@ -3,13 +3,15 @@
 
 Sends the active layer to the cyclegand daemon over its control socket (inline PNG bytes, so it
 works from a sandboxed GIMP that shares no files with the daemon) and inserts the translated
-image as a new layer above it, in one undo step. The socket client is cyclegand_client.py beside
-this file. See ../README.md.
+image as a new layer above it, in one undo step. GIMP's progress bar follows the daemon's
+progress lines; Cancel in the dialog cancels the daemon's job. The socket client is
+cyclegand_client.py beside this file. See ../README.md.
 """
 
 import os
 import sys
 import tempfile
+import threading
 
 import gi
 
@@ -28,25 +30,119 @@ def failure(procedure, message):
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
 
 
-def choose_direction(directions, preselected):
-    """A dialog listing the daemon's directions; returns the chosen one or None."""
+# The dialog's answer when the translation it started has ended.
+FINISHED = 1
+
+
+def debug(message):
+    """A line on GIMP's standard error with CYCLEGAND_DEBUG set (what `make test-gimp` reads)."""
+    if os.environ.get("CYCLEGAND_DEBUG"):
+        print("cyclegand: %s" % message, file=sys.stderr, flush=True)
+
+
+def show_progress(fraction):
+    debug("progress %.3f" % fraction)
+    Gimp.progress_update(fraction)
+    return False  # as a GLib idle callback: once
+
+
+def direction_labels(daemon):
+    """(name, label) per direction: the model and its published version, and a fine-tune
+    running on it. Fields a daemon does not send yet (version, training) are left out."""
+    versions = {m["name"]: m.get("version") for m in daemon.models()}
+    training = daemon.status().get("training")
+    if not isinstance(training, dict) or training.get("state") in (None, "idle", "done", "failed", "finished"):
+        training = None
+    labels = []
+    for d in daemon.directions_info():
+        model = d.get("model", "?")
+        label = "%s  (%s" % (d["name"], model)
+        if versions.get(model) is not None:
+            label += " v%s" % versions[model]
+        label += ")"
+        if training and training.get("model") == model:
+            label += "  · fine-tuning: %s" % training.get("state", "running")
+            iters, total = training.get("iters"), training.get("total_iters")
+            if isinstance(iters, int) and isinstance(total, int) and total > 0:
+                label += " %d %%" % (100 * iters // total)
+        labels.append((d["name"], label))
+    return labels
+
+
+class Translation:
+    """One translation on a thread of its own, so that the dialog stays live (its Cancel
+    works) while the daemon works; progress reaches GIMP on the main loop, as libgimp wants."""
+
+    def __init__(self, png, direction, socket_path, finished):
+        self.png, self.direction, self.socket_path, self.finished = png, direction, socket_path, finished
+        self.job = None
+        self.result = None
+        self.error = None
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            with cyclegand_client.Client(self.socket_path) as daemon:
+                _, self.result = daemon.translate_bytes(
+                    self.png, self.direction, name="layer.png", format="png", progress=self._progress)
+        except (ConnectionError, OSError, cyclegand_client.DaemonError) as error:
+            self.error = error
+        GLib.idle_add(self.finished)
+
+    def _progress(self, fraction, job):
+        self.job = self.job or job
+        GLib.idle_add(show_progress, fraction)
+
+    def cancel(self):
+        """Asks the daemon to drop the job (it stops at its next layer or band)."""
+        if self.job:
+            try:
+                with cyclegand_client.Client(self.socket_path) as daemon:
+                    debug("cancel %s: %s" % (self.job, daemon.cancel(self.job)))
+            except (ConnectionError, OSError, cyclegand_client.DaemonError) as error:
+                debug("cancel %s: %s" % (self.job, error))
+
+
+def dialog_translate(labels, preselected, png, socket_path):
+    """The dialog: the daemon's directions and Translate / Cancel. Translate keeps it open while
+    the daemon works (GIMP's progress bar moves); Cancel then cancels the daemon's job.
+    Returns (direction, result bytes), or None when cancelled."""
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.Dialog(title="cyclegand: Translate", role=PROCEDURE)
     dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
-    dialog.add_button("_Translate", Gtk.ResponseType.OK)
-    box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, border_width=12)
-    box.pack_start(Gtk.Label(label="Direction (from the running daemon):", xalign=0), False, False, 0)
-    combo = Gtk.ComboBoxText()
-    for name in directions:
-        combo.append_text(name)
-    combo.set_active(directions.index(preselected) if preselected in directions else 0)
-    box.pack_start(combo, False, False, 0)
-    dialog.get_content_area().add(box)
+    translate = dialog.add_button("_Translate", Gtk.ResponseType.OK)
+    combo = Gtk.ComboBoxText(margin=12)
+    for name, label in labels:
+        combo.append(name, label)
+    names = [name for name, _ in labels]
+    combo.set_active(names.index(preselected) if preselected in names else 0)
+    dialog.get_content_area().add(combo)
     dialog.show_all()
-    response = dialog.run()
-    choice = combo.get_active_text()
-    dialog.destroy()
-    return choice if response == Gtk.ResponseType.OK else None
+    running = None
+    try:
+        while True:
+            response = dialog.run()
+            if response == Gtk.ResponseType.OK and running is None:
+                translate.set_sensitive(False)
+                combo.set_sensitive(False)
+                direction = combo.get_active_id()
+                Gimp.progress_init("cyclegand: %s" % direction)
+                running = Translation(png, direction, socket_path, lambda: dialog.response(FINISHED))
+            elif response == FINISHED:
+                if running.error:
+                    raise running.error
+                return direction, running.result
+            elif running is None:
+                return None
+            else:
+                running.cancel()
+                # The thread ends with the daemon's `cancelled` error (or a result that came
+                # first): either way the user said no.
+                while dialog.run() != FINISHED:
+                    pass
+                return None
+    finally:
+        dialog.destroy()
 
 
 def export_png(drawable, path):
@@ -69,15 +165,26 @@ def offsets(drawable):
     return tuple(result[-2:])
 
 
-def translate_layer(image, drawable, direction, socket_path):
-    """Translates `drawable` through the daemon and inserts the result above it; returns the new layer."""
+def layer_png(drawable):
     with tempfile.TemporaryDirectory(prefix="cyclegand-gimp-") as scratch:
         source = os.path.join(scratch, "layer.png")
         export_png(drawable, source)
         with open(source, "rb") as f:
-            png = f.read()
-        with cyclegand_client.Client(socket_path or None) as daemon:
-            _, result = daemon.translate_bytes(png, direction, name="layer.png", format="png")
+            return f.read()
+
+
+def translate_now(png, direction, socket_path):
+    """Translates on this thread, GIMP's progress bar following (non-interactive runs)."""
+    Gimp.progress_init("cyclegand: %s" % direction)
+    with cyclegand_client.Client(socket_path) as daemon:
+        _, result = daemon.translate_bytes(
+            png, direction, name="layer.png", format="png", progress=lambda f, job: show_progress(f))
+    return result
+
+
+def insert_result(image, drawable, direction, result):
+    """Inserts the translated PNG above `drawable`, in one undo step; returns the new layer."""
+    with tempfile.TemporaryDirectory(prefix="cyclegand-gimp-") as scratch:
         target = os.path.join(scratch, "result.png")
         with open(target, "wb") as f:
             f.write(result)
@@ -98,30 +205,31 @@ def run(procedure, run_mode, image, drawables, config, data):
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
         return failure(procedure, "cyclegand translates one layer at a time: select a single layer")
     drawable = drawables[0]
-    socket_path = config.get_property("socket")
+    socket_path = config.get_property("socket") or None
     direction = config.get_property("direction")
-
-    if run_mode == Gimp.RunMode.INTERACTIVE:
-        try:
-            with cyclegand_client.Client(socket_path or None) as daemon:
-                directions = daemon.directions()
-        except (ConnectionError, OSError, cyclegand_client.DaemonError) as error:
-            return failure(procedure, str(error))
-        if not directions:
-            return failure(procedure, "the cyclegand daemon has no models; import one with `cyclegand import`")
-        direction = choose_direction(directions, direction)
-        if direction is None:
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        config.set_property("direction", direction)
-    elif not direction:
-        return failure(procedure, "no direction given: set the procedure's 'direction' argument (e.g. modern2vintage)")
-
     try:
-        translate_layer(image, drawable, direction, socket_path)
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            with cyclegand_client.Client(socket_path) as daemon:
+                labels = direction_labels(daemon)
+            if not labels:
+                return failure(procedure, "the cyclegand daemon has no models; import one with `cyclegand import`")
+            answer = dialog_translate(labels, direction, layer_png(drawable), socket_path)
+            if answer is None:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+            direction, result = answer
+            config.set_property("direction", direction)
+        elif not direction:
+            return failure(
+                procedure, "no direction given: set the procedure's 'direction' argument (e.g. modern2vintage)")
+        else:
+            result = translate_now(layer_png(drawable), direction, socket_path)
     except cyclegand_client.DaemonError as error:
+        if error.code == "cancelled":
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         return failure(procedure, "cyclegand: %s" % error.message)
     except (ConnectionError, OSError) as error:
         return failure(procedure, "cyclegand: %s" % error)
+    insert_result(image, drawable, direction, result)
     Gimp.displays_flush()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 

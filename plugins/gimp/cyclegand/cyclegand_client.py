@@ -15,7 +15,7 @@ import json
 import os
 import socket
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 def default_socket_path():
@@ -73,9 +73,10 @@ class Client:
 
     # -- the wire ---------------------------------------------------------------------------
 
-    def call(self, cmd, payload=None, **fields):
+    def call(self, cmd, payload=None, on_progress=None, **fields):
         """Sends one request and returns (reply dict, reply payload bytes or None).
-        Raises DaemonError when the reply has ok == false."""
+        The lines before the reply (a translate's {"id", "job", "progress"} lines) go to
+        `on_progress(fraction, job)` when given. Raises DaemonError when the reply has ok == false."""
         request = dict(fields, id=self._next_id, cmd=cmd)
         self._next_id += 1
         if payload is not None:
@@ -83,6 +84,10 @@ class Client:
         data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
         self._sock.sendall(data + (payload or b""))
         reply, body = self.read()
+        while "ok" not in reply and "progress" in reply:
+            if on_progress:
+                on_progress(reply["progress"], reply.get("job"))
+            reply, body = self.read()
         if not reply.get("ok"):
             error = reply.get("error") or {}
             raise DaemonError(error.get("code", "internal"), error.get("message", "(no message)"))
@@ -134,16 +139,25 @@ class Client:
 
     def directions(self):
         """The direction names the daemon offers, e.g. ["modern2vintage", "vintage2modern"]."""
-        return [d["name"] for d in self.call("directions")[0]["directions"]]
+        return [d["name"] for d in self.directions_info()]
 
-    def translate_bytes(self, image, direction, name="image.png", format=None, quality=None):
-        """Translates an encoded image sent inline; returns (reply, encoded result)."""
+    def directions_info(self):
+        """The directions as the daemon describes them: {"name", "model", "from", "to"}."""
+        return self.call("directions")[0]["directions"]
+
+    def translate_bytes(self, image, direction, name="image.png", format=None, quality=None, progress=None):
+        """Translates an encoded image sent inline; returns (reply, encoded result).
+        With `progress`, the daemon reports how far it is: `progress(fraction, job)` is called
+        with 0 once the job is queued (its id is what `cancel` takes), then as the work moves,
+        and with 1 before the reply."""
         fields = {"direction": direction, "name": name}
         if format:
             fields["format"] = format
         if quality:
             fields["quality"] = quality
-        return self.call("translate", payload=image, **fields)
+        if progress:
+            fields["progress"] = True
+        return self.call("translate", payload=image, on_progress=progress, **fields)
 
     def translate_file(self, input, output, direction, **options):
         """Has the daemon read `input` and write `output` (absolute paths it can reach, checked
@@ -154,6 +168,7 @@ class Client:
         return self.call("jobs")[0]["jobs"]
 
     def cancel(self, job):
+        """Cancels a job: "cancelled" (it left the queue) or "cancel_requested" (it was running)."""
         return self.call("cancel", job=job)[0]["outcome"]
 
     def reload(self):
