@@ -29,7 +29,7 @@ import Testing
                 == .array([
                     .object([
                         "name": .string("tiny"), "directions": .array([.string(tinyDirection)]),
-                        "path": .string(daemon.modelsPath + "/tiny"),
+                        "path": .string(daemon.modelsPath + "/tiny"), "version": .number(1),
                     ])
                 ]))
         let directions = try client.call("directions")
@@ -39,7 +39,8 @@ import Testing
         #expect(reload.json["directions"] == .array([.string(tinyDirection)]))
 
         let finetune = try client.call("finetune")
-        #expect(finetune.error?.code == "unsupported")
+        #expect(finetune.error?.code == "bad_request")
+        #expect(finetune.error?.message.contains("'model'") == true)
         let unknown = try client.call("fly")
         #expect(unknown.error?.code == "unknown_command")
         let cancel = try client.call("cancel", ["job": .string("j-none")])

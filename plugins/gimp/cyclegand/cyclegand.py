@@ -62,7 +62,7 @@ def direction_labels(daemon):
         label += ")"
         if training and training.get("model") == model:
             label += "  · fine-tuning: %s" % training.get("state", "running")
-            iters, total = training.get("iters"), training.get("total_iters")
+            iters, total = training.get("iterations"), training.get("planned_iterations")
             if isinstance(iters, int) and isinstance(total, int) and total > 0:
                 label += " %d %%" % (100 * iters // total)
         labels.append((d["name"], label))
