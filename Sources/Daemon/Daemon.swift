@@ -69,6 +69,7 @@ public final class Daemon: @unchecked Sendable {
         let status = ServiceStatus(
             notifier: notifier, scheduler: scheduler, directions: { models.names }, training: { training?.line() })
         self.training = training
+        training?.notifyStatus { status.update() }
         self.settings = settings
         self.spool = spool
         self.models = models

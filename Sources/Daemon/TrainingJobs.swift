@@ -20,6 +20,9 @@ final class TrainingJobs: @unchecked Sendable {
     private let allotment: Allotment
     private let servedVersion: @Sendable (String) -> Int?
     private let published: @Sendable (String) -> Void
+    /// Tells systemd's STATUS= line (set once, by the daemon, after both exist).
+    private let statusChanged = NSLock()
+    private var onStatusChange: (@Sendable () -> Void)?
     /// Held through `prepare`, so that two requests at once cannot both pass the one-job check.
     private let starting = NSLock()
     private let lock = NSLock()
@@ -121,8 +124,13 @@ final class TrainingJobs: @unchecked Sendable {
         return parts.joined(separator: " ")
     }
 
+    func notifyStatus(_ body: @escaping @Sendable () -> Void) {
+        statusChanged.withLock { onStatusChange = body }
+    }
+
     private func changed(_ s: TrainingJobStatus, _ event: DaemonEvent.Kind?) {
         if event == .modelPublished, let model = s.model { published(model) }
+        statusChanged.withLock { onStatusChange }?()
         guard let event else { return }
         var shown = s
         if let model = s.model { shown.servedVersion = servedVersion(model) }

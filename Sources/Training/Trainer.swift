@@ -208,12 +208,18 @@ public final class Trainer {
         var last: Losses?
         var reason = TrainingSummary.Reason.finished
         var publishAtEnd = true
+        let startIterations = state.iterations
         var rate = RateMeter()
         training: while state.epoch <= options.lastEpoch {
             let lr = options.learningRate(epoch: state.epoch)
             model.optimizerG.lr = lr
             model.optimizerD.lr = lr
             while state.batchesDone < batches {
+                // A resumed run already at max_iters has nothing left to do.
+                if let m = options.maxIters, state.iterations >= m {
+                    reason = .maxIters
+                    break training
+                }
                 if case .stop(let publish) = next() {
                     reason = .stopped
                     publishAtEnd = publish
@@ -259,7 +265,7 @@ public final class Trainer {
         }
         try saveCheckpoint()
         try report.refresh()
-        let version = state.iterations > 0 && publishAtEnd ? try publish() : nil
+        let version = state.iterations > startIterations && publishAtEnd ? try publish() : nil
         return TrainingSummary(
             reason: reason, epoch: state.epoch, iterations: state.iterations, totalIters: state.totalIters,
             losses: last, skipped: state.skipped, version: version)
