@@ -83,14 +83,15 @@ extension ImageTranslation {
             bytes = mode == .whole ? whole : min(options.memoryLimit, whole)
         }
 
-        /// Decodes, translates and writes the image with `threads` (default: `options.threads`).
+        /// Decodes, translates and writes the image on `compute` (default: `options.threads`); a
+        /// live `Compute` is read at each kernel, and streamed bands are sized for its `maxThreads`.
         /// A streamed run asks `isCancelled` between bands and throws `cancelled` when it says
         /// yes; a whole-image pass (seconds at most under the memory limit) runs to the end.
         public func run(
-            output: String, threads: Int? = nil, isCancelled: @escaping @Sendable () -> Bool = { false }
+            output: String, compute: Compute? = nil, isCancelled: @escaping @Sendable () -> Bool = { false }
         ) throws -> Report {
             let start = DispatchTime.now().uptimeNanoseconds
-            let compute = Compute(threads: threads ?? options.threads)
+            let compute = compute ?? Compute(threads: options.threads)
             try source.decode()
             let (h, w) = (height, width)
             let sink = try ImageSink(
@@ -103,7 +104,7 @@ extension ImageTranslation {
                 try sink.writeRows(y: 0, count: h, from: y.data)
             case .streamed:
                 var budget = options
-                budget.threads = compute.threads
+                budget.threads = compute.maxThreads
                 let rows =
                     options.bandRows
                     ?? streamedBandRows(generator.architecture, height: h, width: w, options: budget)

@@ -136,13 +136,14 @@ public final class ModelStore: @unchecked Sendable {
     }
 
     /// The generator behind a direction, loaded from its file (and checked) on every call: the
-    /// daemon's one cache of built generators is `Translation.LoadOnce`.
-    public func generator(direction name: String) throws -> ResnetGenerator {
+    /// daemon's one cache of built generators is `Translation.LoadOnce`. Its kernels' forms of the
+    /// weights (the Winograd filters) are built on `compute`'s threads.
+    public func generator(direction name: String, compute: Compute = Compute()) throws -> ResnetGenerator {
         let d = try direction(name)
-        return try generator(model: d.model, role: d.role)
+        return try generator(model: d.model, role: d.role, compute: compute)
     }
 
-    public func generator(model: String, role: NetworkRole) throws -> ResnetGenerator {
+    public func generator(model: String, role: NetworkRole, compute: Compute = Compute()) throws -> ResnetGenerator {
         guard let manifest = try manifest(model) else {
             throw ModelStoreError("no model named \(model) in \(root.path)")
         }
@@ -156,7 +157,7 @@ public final class ModelStore: @unchecked Sendable {
         // same mapped pages: the load costs the longer of the two, not their sum.
         // Nothing is returned before the hash has matched.
         let generator = try loadVerified(model: model, entry: entry) { weights in
-            try ResnetGenerator(architecture: arch, weights: weights)
+            try ResnetGenerator(architecture: arch, weights: weights, compute: compute)
         }
         return generator
     }
