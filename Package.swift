@@ -46,9 +46,10 @@ let package = Package(
         .target(
             name: "Daemon",
             // No model or image code: the real translator and model catalog (module Translation)
-            // are plugged in by the executable (Sources/cyclegand/ServeCommand.swift).
+            // are plugged in by the executable (Sources/cyclegand/ServeCommand.swift). Tensor only
+            // for `ThreadShare` and `Compute`: the kernels read the grants as they run.
             dependencies: [
-                "CInotifyTools", "FileOutput",
+                "CInotifyTools", "FileOutput", "Tensor",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -64,7 +65,8 @@ let package = Package(
         // The daemon's trainer: `finetune` jobs run Training's Trainer on a model of the store.
         .target(name: "FineTuning", dependencies: ["Daemon", "Training", "Models", "Imaging", "CycleGAN", "Tensor", "FileOutput"]),
         // The daemon's translator and model catalog: generators from the models store, run by Imaging.
-        .target(name: "Translation", dependencies: ["Daemon", "Models", "Imaging", "CycleGAN", "FileOutput"]),
+        .target(
+            name: "Translation", dependencies: ["Daemon", "Models", "Imaging", "CycleGAN", "Tensor", "FileOutput"]),
         .executableTarget(
             name: "cyclegand",
             dependencies: [
@@ -80,7 +82,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "CycleGAN"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CycleGAN", "Models"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "CycleGAN", "Models", "Imaging"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Translation", "FileOutput"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Translation", "Tensor", "FileOutput"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "FileOutput", "Training"]),
     ]
 )

@@ -16,8 +16,10 @@ public final class Network: @unchecked Sendable {
     /// `weights` must hold every parameter of `layers` (checked by the architectures).
     /// `trainable` also builds what the kernels' backward passes need; `algorithm` is the
     /// convolutions' (`.exact` rounds as PyTorch's direct convolutions do, see `Conv2D.Algorithm`).
+    /// The derived forms are built on `compute`'s threads.
     public init(
-        layers: [Layer], weights: [String: Tensor], trainable: Bool = false, algorithm: Conv2D.Algorithm = .automatic
+        layers: [Layer], weights: [String: Tensor], trainable: Bool = false, algorithm: Conv2D.Algorithm = .automatic,
+        compute: Compute = Compute()
     ) {
         self.layers = layers
         self.weights = weights
@@ -29,11 +31,11 @@ public final class Network: @unchecked Sendable {
                 case .conv(let c):
                     convs[c.name] = Conv2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,
-                        algorithm: algorithm, trainable: trainable)
+                        algorithm: algorithm, trainable: trainable, compute: compute)
                 case .convTranspose(let c):
                     transposed[c.name] = ConvTranspose2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,
-                        padding: c.padding, outputPadding: c.outputPadding, trainable: trainable)
+                        padding: c.padding, outputPadding: c.outputPadding, trainable: trainable, compute: compute)
                 case .residual(let inner):
                     build(inner)
                 case .norm, .relu, .leakyReLU, .tanh:

@@ -9,16 +9,17 @@ public final class ResnetGenerator: @unchecked Sendable {
     /// In reference names.
     public var weights: [String: Tensor] { network.weights }
 
-    /// `weights` in reference names; checked against `architecture`.
-    public init(architecture: GeneratorArchitecture, weights: [String: Tensor]) throws {
+    /// `weights` in reference names; checked against `architecture`. The kernels' forms of the
+    /// weights (Winograd filters) are built on `compute`'s threads.
+    public init(architecture: GeneratorArchitecture, weights: [String: Tensor], compute: Compute = Compute()) throws {
         try architecture.check(weights.mapValues(\.shape))
         self.architecture = architecture
-        network = Network(layers: architecture.sequential, weights: weights)
+        network = Network(layers: architecture.sequential, weights: weights, compute: compute)
     }
 
     /// Builds the generator whose architecture the weights' names and shapes describe.
-    public convenience init(weights: [String: Tensor]) throws {
-        try self.init(architecture: .infer(from: weights.mapValues(\.shape)), weights: weights)
+    public convenience init(weights: [String: Tensor], compute: Compute = Compute()) throws {
+        try self.init(architecture: .infer(from: weights.mapValues(\.shape)), weights: weights, compute: compute)
     }
 
     /// The size the network runs at for an image of `height`×`width`: both sides

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// The cores and the memory that the work running at the same time shares: images, and at most
 /// a few long jobs of lowest priority (fine-tuning) that hold memory for hours.
@@ -6,16 +7,18 @@ import Foundation
 /// A burst of small images goes fastest with one image per core, each on one thread: a 256²
 /// image cannot keep two cores busy through every layer, two images on one core each can. A
 /// large image should still get the whole machine. So an image's `Grant` is the cores divided
-/// among the images running *now* (read it when a kernel starts: it follows the work that is
-/// running, not the order of admission), and it starts only once its memory fits beside the
-/// rest: together they never hold more than the limit, and one image alone among images may
-/// always start (plan it under `room(limit:)`, so that it fits beside the long jobs). Images
-/// start in the order they asked, so a large one waiting for memory is not overtaken for ever
-/// by small ones.
+/// among the images running *now*, and it starts only once its memory fits beside the rest:
+/// together they never hold more than the limit, and one image alone among images may always
+/// start (plan it under `room(limit:)`, so that it fits beside the long jobs). Images start in
+/// the order they asked, so a large one waiting for memory is not overtaken for ever by small
+/// ones.
 ///
 /// A long job holds its memory from `admitLongJob` to `release`, but its cores are the images':
-/// between its steps it calls `resume`, which blocks while images run or wait and then returns
-/// the cores it may use for the next step.
+/// its share (`resume`) blocks while images run or wait, then says how many it may use.
+///
+/// A grant is a `ThreadShare`: the kernels of `grant.compute` read it each time one starts, so a
+/// large image's threads grow when a burst ends and shrink when one starts, and a long job
+/// stops at its next kernel, inside a layer, when an image arrives.
 public final class Allotment: @unchecked Sendable {
     public let cores: Int
     private let condition = NSCondition()
@@ -33,7 +36,7 @@ public final class Allotment: @unchecked Sendable {
     }
 
     /// What one piece of work was given; hand it back to `release`.
-    public final class Grant: @unchecked Sendable {
+    public final class Grant: ThreadShare, @unchecked Sendable {
         enum Kind { case image, longJob }
         let kind: Kind
         let bytes: Int
@@ -48,6 +51,26 @@ public final class Allotment: @unchecked Sendable {
         /// The threads this work may use now: an image's share of the cores among the images
         /// running; for a long job, every core when no image runs or waits, else none.
         public var threads: Int { allotment.condition.withLock { allotment.threads(kind) } }
+
+        /// An image's `threads`; a long job's waits while images run or wait (`resume`).
+        public func threadsNow() -> Int {
+            switch kind {
+            case .image: threads
+            case .longJob: allotment.resume(self)
+            }
+        }
+
+        /// Kernels that follow this grant: each reads `threadsNow()` when it starts.
+        public var compute: Compute { Compute(share: self, maxThreads: allotment.cores) }
+    }
+
+    /// The share of an image about to join the ones running (its generator being built): the
+    /// cores divided among them and it.
+    public var joining: any ThreadShare { Joining(allotment: self) }
+
+    private struct Joining: ThreadShare {
+        let allotment: Allotment
+        func threadsNow() -> Int { allotment.condition.withLock { max(1, allotment.cores / (allotment.images + 1)) } }
     }
 
     /// Blocks until an image's `bytes` fit beside the work running under `limit` (at once when

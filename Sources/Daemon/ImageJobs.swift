@@ -29,7 +29,7 @@ struct ImageJobs: Sendable {
         let grant = allotment.admitLongJob(bytes: long.bytes, limit: MemoryBudget.bytes(settings.config.memoryLimit))
         defer { allotment.release(grant) }
         do {
-            try long.run(slot: LongJobSlot(allotment: allotment, grant: grant), cancel: job.cancel)
+            try long.run(slot: LongJobSlot(grant: grant), cancel: job.cancel)
             settings.log.notice("long job \(job.id) (\(job.label)) finished")
         } catch {
             settings.log.warning("long job \(job.id) (\(job.label)) ended: \(error)")

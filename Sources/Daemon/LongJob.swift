@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// Work that is not an image (the fine-tuning job): of lowest priority, run on a worker thread
 /// of its own, holding `bytes` of the daemon's memory limit from start to end, and lending its
@@ -8,17 +9,17 @@ public protocol LongJob: Sendable {
     var label: String { get }
     /// Memory it holds while it runs, counted against the daemon's `memory_limit`.
     var bytes: Int { get }
-    /// Runs the job in steps. Before each step it asks `slot.threads()`, which waits while
-    /// images run or wait and then says how many threads the step may use. It should end soon
-    /// after `cancel` is set (a `cancel` request, or the daemon stopping).
+    /// Runs the job, its kernels on `slot.compute`: each kernel waits while images run or wait,
+    /// then uses the job's share of the cores. It should end soon after `cancel` is set (a
+    /// `cancel` request, or the daemon stopping).
     func run(slot: LongJobSlot, cancel: CancellationFlag) throws
 }
 
 /// A running long job's share of the machine.
 public struct LongJobSlot: Sendable {
-    let allotment: Allotment
     let grant: Allotment.Grant
 
-    /// Threads for the next step: waits while images run or wait, since their cores come first.
-    public func threads() -> Int { allotment.resume(grant) }
+    /// The job's kernels: each waits while images run or wait, since their cores come first,
+    /// then takes the cores they leave.
+    public var compute: Compute { grant.compute }
 }

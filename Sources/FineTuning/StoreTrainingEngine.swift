@@ -117,7 +117,7 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
                 TrainingRequest(
                     data: data, name: request.model, store: store, continueTrain: true, options: options,
                     given: Set(request.options.keys)),
-                observer: observer, compute: Compute(threads: slot.threads()))
+                observer: observer, compute: slot.compute)
         } catch {
             throw DaemonError(.badRequest, "\(error)")
         }

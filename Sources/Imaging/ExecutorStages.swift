@@ -336,6 +336,8 @@ final class ActivationStore: RowStage {
 
     /// Runs `body` on one slice of `rows` per worker; throws the first failure.
     private func inSlices(_ rows: Range<Int>, _ body: (Range<Int>) throws -> Void) throws {
+        // One read of a live share: as many failure slots as workers.
+        let compute = compute.now()
         var failures = [(any Error)?](repeating: nil, count: compute.threads)
         failures.withUnsafeMutableBufferPointer { failures in
             compute.forSlices(rows.count) { worker, slice in

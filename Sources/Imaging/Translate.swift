@@ -83,7 +83,8 @@ extension ImageTranslation {
             bytes = mode == .whole ? whole : min(options.memoryLimit, whole)
         }
 
-        /// Decodes, translates and writes the image with `threads` (default: `options.threads`).
+        /// Decodes, translates and writes the image on `compute` (default: `options.threads`); a
+        /// live `Compute` is read at each kernel, and streamed bands are sized for its `maxThreads`.
         /// `isCancelled` is asked after each layer of a whole-image pass and between the bands
         /// of a streamed one; when it says yes the run throws `cancelled`.
         ///
@@ -91,11 +92,11 @@ extension ImageTranslation {
         /// `Share.decode`, the network the next (by layer or by band, weighted by multiply-adds),
         /// encoding the rest; 1 comes once the output is written.
         public func run(
-            output: String, threads: Int? = nil, isCancelled: @escaping @Sendable () -> Bool = { false },
+            output: String, compute: Compute? = nil, isCancelled: @escaping @Sendable () -> Bool = { false },
             progress: @escaping (Double) -> Void = { _ in }
         ) throws -> Report {
             let start = DispatchTime.now().uptimeNanoseconds
-            let compute = Compute(threads: threads ?? options.threads)
+            let compute = compute ?? Compute(threads: options.threads)
             progress(0)
             try source.decode()
             progress(Share.decode)
@@ -114,7 +115,7 @@ extension ImageTranslation {
                 try sink.writeRows(y: 0, count: h, from: y.data)
             case .streamed:
                 var budget = options
-                budget.threads = compute.threads
+                budget.threads = compute.maxThreads
                 let rows =
                     options.bandRows
                     ?? streamedBandRows(generator.architecture, height: h, width: w, options: budget)

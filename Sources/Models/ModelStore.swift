@@ -136,24 +136,28 @@ public final class ModelStore: @unchecked Sendable {
     }
 
     /// The generator behind a direction, loaded from its file (and checked) on every call: the
-    /// daemon's one cache of built generators is `Translation.LoadOnce`.
-    public func generator(direction name: String) throws -> ResnetGenerator {
+    /// daemon's one cache of built generators is `Translation.LoadOnce`. Its kernels' forms of the
+    /// weights (the Winograd filters) are built on `compute`'s threads.
+    public func generator(direction name: String, compute: Compute = Compute()) throws -> ResnetGenerator {
         let d = try direction(name)
-        return try generator(model: d.model, role: d.role)
+        return try generator(model: d.model, role: d.role, compute: compute)
     }
 
-    public func generator(model: String, role: NetworkRole) throws -> ResnetGenerator {
-        try servedGenerator(model: model, role: role).generator
+    public func generator(model: String, role: NetworkRole, compute: Compute = Compute()) throws -> ResnetGenerator {
+        try servedGenerator(model: model, role: role, compute: compute).generator
     }
 
     /// The generator behind a direction and the model version it belongs to (read from one manifest).
-    public func servedGenerator(direction name: String) throws -> (generator: ResnetGenerator, version: Int) {
+    public func servedGenerator(direction name: String, compute: Compute = Compute()) throws -> (
+        generator: ResnetGenerator, version: Int
+    ) {
         let d = try direction(name)
-        return try servedGenerator(model: d.model, role: d.role)
+        return try servedGenerator(model: d.model, role: d.role, compute: compute)
     }
 
-    private func servedGenerator(model: String, role: NetworkRole) throws -> (generator: ResnetGenerator, version: Int)
-    {
+    private func servedGenerator(model: String, role: NetworkRole, compute: Compute) throws -> (
+        generator: ResnetGenerator, version: Int
+    ) {
         guard let manifest = try manifest(model) else {
             throw ModelStoreError("no model named \(model) in \(root.path)")
         }
@@ -167,7 +171,7 @@ public final class ModelStore: @unchecked Sendable {
         // same mapped pages: the load costs the longer of the two, not their sum.
         // Nothing is returned before the hash has matched.
         let generator = try loadVerified(model: model, entry: entry) { weights in
-            try ResnetGenerator(architecture: arch, weights: weights)
+            try ResnetGenerator(architecture: arch, weights: weights, compute: compute)
         }
         return (generator, manifest.versionNumber)
     }

@@ -60,9 +60,11 @@ public struct Conv2D: @unchecked Sendable {
     }
 
     /// With `trainable`, also builds the form of the weight that `inputGradient` runs. The forms are
-    /// derived from the weight once, here: after an optimizer step, build the layer again.
-    public init(weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic, trainable: Bool = false)
-    {
+    /// derived from the weight once, here (on `compute`'s threads): after an optimizer step, build the layer again.
+    public init(
+        weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic, trainable: Bool = false,
+        compute: Compute = Compute()
+    ) {
         precondition(
             weight.rank == 4 && weight.shape[2] == weight.shape[3],
             "conv weight must be [Cout,Cin,k,k]: \(weight.shape)")
@@ -91,7 +93,7 @@ public struct Conv2D: @unchecked Sendable {
         case .im2col:
             chosen = .im2col
         }
-        winograd = chosen == .winograd ? Winograd3x3(weight: weight, bias: bias) : nil
+        winograd = chosen == .winograd ? Winograd3x3(weight: weight, bias: bias, compute: compute) : nil
         if chosen == .kn2row {
             // [k·k·Cout, Cin]: row (ky·k + kx)·Cout + co holds W[co, :, ky, kx].
             let kk = kernel * kernel
@@ -109,7 +111,8 @@ public struct Conv2D: @unchecked Sendable {
             tapMajor = nil
         }
         inputGradientForm =
-            trainable ? InputGradientForm(weight: weight, stride: stride, exact: algorithm == .exact) : nil
+            trainable
+            ? InputGradientForm(weight: weight, stride: stride, exact: algorithm == .exact, compute: compute) : nil
     }
 
     /// Output size for an input of `height`×`width` with `padding`.
@@ -135,6 +138,7 @@ public struct Conv2D: @unchecked Sendable {
     public func forward(
         _ input: Planes, rowMap: [Int32], colMap: [Int32], into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let compute = compute.now()
         precondition(input.channels == inChannels, "conv expects \(inChannels) channels, got \(input.channels)")
         if let winograd {
             winograd.forward(input, rowMap: rowMap, colMap: colMap, into: output, compute: compute)
@@ -240,14 +244,15 @@ extension Conv2D {
         /// The derived forms would have ≤ 8 output channels, GEMMs that thin.
         case scattered
 
-        init(weight: Tensor, stride: Int, exact: Bool) {
+        init(weight: Tensor, stride: Int, exact: Bool, compute: Compute) {
             if weight.shape[1] <= 8 {
                 self = .scattered
                 return
             }
             if stride > 1 {
                 self = .transposed(
-                    ConvTranspose2D(weight: weight, bias: nil, stride: stride, padding: 0, outputPadding: 0))
+                    ConvTranspose2D(
+                        weight: weight, bias: nil, stride: stride, padding: 0, outputPadding: 0, compute: compute))
                 return
             }
             let (cout, cin, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
@@ -259,7 +264,8 @@ extension Conv2D {
                     for t in 0..<(k * k) { dst[k * k - 1 - t] = src[t] }
                 }
             }
-            self = .flipped(Conv2D(weight: flipped, bias: nil, stride: 1, algorithm: exact ? .exact : .automatic))
+            self = .flipped(
+                Conv2D(weight: flipped, bias: nil, stride: 1, algorithm: exact ? .exact : .automatic, compute: compute))
         }
     }
 
@@ -271,6 +277,7 @@ extension Conv2D {
         into dX: UnsafeMutablePointer<Float>, compute: Compute
     ) {
         guard let inputGradientForm else { preconditionFailure("Conv2D.inputGradient needs init(trainable: true)") }
+        let compute = compute.now()
         let (oh, ow) = outputSize(height: inputHeight, width: inputWidth, padding: padding)
         let p = padding.amount
         let (hp, wp) = (inputHeight + 2 * p, inputWidth + 2 * p)
@@ -358,6 +365,7 @@ extension Conv2D {
         input: Planes, inputHeight: Int, inputWidth: Int, padding: Padding, outputGradient dY: UnsafePointer<Float>,
         weightGradient dW: UnsafeMutablePointer<Float>, biasGradient dB: UnsafeMutablePointer<Float>?, compute: Compute
     ) {
+        let compute = compute.now()
         precondition(input.channels == inChannels, "conv expects \(inChannels) channels, got \(input.channels)")
         let rowMap = paddedIndexMap(length: inputHeight, padding: padding)
         let colMap = paddedIndexMap(length: inputWidth, padding: padding)
@@ -387,6 +395,7 @@ extension Conv2D {
         _ input: Planes, rowMap: [Int32], colMap: [Int32], outputGradient dY: UnsafePointer<Float>,
         into dW: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let compute = compute.now()
         let k = kernel
         let cin = inChannels
         let cout = outChannels
@@ -523,6 +532,7 @@ enum GatherGEMM {
         _ left: UnsafePointer<Float>, rows m: Int, leadingDimension lda: Int, gathered: Planes, map: GatherMap,
         into dW: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let compute = compute.now()
         let kdim = gathered.channels * map.kernelHeight * map.kernelWidth
         let pixels = map.outHeight * map.outWidth
         let chunk = chunkSize(k: kdim, pixels: pixels)
@@ -561,6 +571,7 @@ enum GatherGEMM {
         _ dY: UnsafePointer<Float>, rows m: Int, weight: UnsafePointer<Float>, map: GatherMap, channels: Int,
         into out: UnsafeMutablePointer<Float>, height: Int, width: Int, compute: Compute
     ) {
+        let compute = compute.now()
         let (kh, kw, oh, ow) = (map.kernelHeight, map.kernelWidth, map.outHeight, map.outWidth)
         let kdim = channels * kh * kw
         let pixels = oh * ow

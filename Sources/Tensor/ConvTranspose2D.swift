@@ -26,9 +26,10 @@ public struct ConvTranspose2D: @unchecked Sendable {
     }
 
     /// `weight` is PyTorch's [Cin, Cout, k, k]. With `trainable`, also builds what `inputGradient` runs
-    /// (once, here: after an optimizer step, build the layer again).
+    /// (once, here, on `compute`'s threads: after an optimizer step, build the layer again).
     public init(
-        weight: Tensor, bias: Tensor?, stride: Int, padding: Int, outputPadding: Int, trainable: Bool = false
+        weight: Tensor, bias: Tensor?, stride: Int, padding: Int, outputPadding: Int, trainable: Bool = false,
+        compute: Compute = Compute()
     ) {
         precondition(
             weight.rank == 4 && weight.shape[2] == weight.shape[3], "weight must be [Cin,Cout,k,k]: \(weight.shape)")
@@ -66,7 +67,7 @@ public struct ConvTranspose2D: @unchecked Sendable {
         self.phases = phases
         // dX[ci, iy, ix] = Σ W[ci, co, ky, kx]·dY[co, iy·s − p + ky, ix·s − p + kx]: a Conv2D whose
         // [Cout', Cin', k, k] weight is this one read as is.
-        inputGradientConv = trainable ? Conv2D(weight: weight, bias: nil, stride: stride) : nil
+        inputGradientConv = trainable ? Conv2D(weight: weight, bias: nil, stride: stride, compute: compute) : nil
     }
 
     public func outputSize(height: Int, width: Int) -> (Int, Int) {
@@ -106,6 +107,7 @@ public struct ConvTranspose2D: @unchecked Sendable {
         _ input: Planes, inputHeight: Int, inputWidth: Int, inputRowBase: Int, outRows: Range<Int>,
         outColumns: Range<Int>, into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let compute = compute.now()
         let ow = outColumns.count
         precondition(
             input.channels == inChannels, "transposed conv expects \(inChannels) channels, got \(input.channels)")
@@ -172,6 +174,7 @@ extension ConvTranspose2D {
         weightGradient dW: UnsafeMutablePointer<Float>, biasGradient dB: UnsafeMutablePointer<Float>?,
         compute: Compute
     ) {
+        let compute = compute.now()
         precondition(input.channels == inChannels && input.rowStride == inputWidth, "input must be [Cin, H, W]")
         let (oh, ow) = outputSize(height: inputHeight, width: inputWidth)
         let map = GatherMap(

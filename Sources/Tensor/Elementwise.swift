@@ -225,6 +225,7 @@ public enum InstanceNorm {
         xhat: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
         compute: Compute
     ) {
+        let compute = compute.now()
         var moments = ChannelMoments(channels: channels)
         moments.accumulate(x, channelStride: pixels, pixels: pixels, compute: compute)
         let m = moments
@@ -351,6 +352,7 @@ extension Tensor {
         eps: Float = 1e-5, gamma: Tensor? = nil, beta: Tensor? = nil, activation: Activation = .none,
         compute: Compute
     ) {
+        let compute = compute.now()
         let c = shape[rank - 3]
         let pixels = shape[rank - 2] * shape[rank - 1]
         var m = ChannelMoments(channels: c)

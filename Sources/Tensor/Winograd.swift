@@ -16,7 +16,7 @@ struct Winograd3x3: @unchecked Sendable {
     let u: Tensor
     let bias: Tensor?
 
-    init(weight: Tensor, bias: Tensor?) {
+    init(weight: Tensor, bias: Tensor?, compute: Compute) {
         outChannels = weight.shape[0]
         inChannels = weight.shape[1]
         self.bias = bias
@@ -26,7 +26,7 @@ struct Winograd3x3: @unchecked Sendable {
         let cin = inChannels
         let out = u.data
         // U = G g Gᵀ for 8 input channels at a time (one per SIMD lane), output channels in parallel.
-        Compute().forEach(outChannels) { co in
+        compute.forEach(outChannels) { co in
             var ci = 0
             while ci < cin {
                 let lanes = min(8, cin - ci)
@@ -125,6 +125,7 @@ struct Winograd3x3: @unchecked Sendable {
     func forward(
         _ input: Planes, rowMap: [Int32], colMap: [Int32], into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let compute = compute.now()
         let grid = TileGrid(rowMap: rowMap, colMap: colMap)
         let (oh, ow, tilesX, tiles) = (grid.outHeight, grid.outWidth, grid.tilesX, grid.tiles)
         let block = Self.blockSize(tiles: tiles, tilesPerBlock: tilesPerBlock, threads: compute.threads)
@@ -304,6 +305,7 @@ struct Winograd3x3: @unchecked Sendable {
         _ input: Planes, rowMap: [Int32], colMap: [Int32], outputGradient dY: UnsafePointer<Float>,
         outChannels cout: Int, into dW: UnsafeMutablePointer<Float>, compute: Compute
     ) {
+        let compute = compute.now()
         let cin = input.channels
         let grid = TileGrid(rowMap: rowMap, colMap: colMap)
         let (oh, ow, tilesX, tiles) = (grid.outHeight, grid.outWidth, grid.tilesX, grid.tiles)

@@ -4,6 +4,7 @@ import FileOutput
 import Foundation
 import Imaging
 import Models
+import Tensor
 
 /// The daemon's translator: a direction's generator run on one file through `ImageTranslation`
 /// (the whole image at once, or streamed in bands when its memory budget asks for it).
@@ -12,7 +13,8 @@ import Models
 /// requests ask for it at the same time (`LoadOnce`), and are dropped when the models change.
 /// The images the workers translate at once share the cores and the daemon's memory limit
 /// through an `Allotment`: each is measured first (`ImageTranslation.Plan`), then waits until
-/// its memory fits beside the others.
+/// its memory fits beside the others, and runs on its grant's live share of the cores (read at
+/// each kernel). The configured `threads`, when there are some, replace the share.
 public final class GeneratorTranslator: Translator, @unchecked Sendable {
     /// Threads per image when configured; nil: the allotment's share of the cores.
     private let threads: Int?
@@ -32,17 +34,20 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
 
     /// - Parameters:
     ///   - threads: threads per image (nil: the cores shared out among the images running).
-    ///   - load: builds the generator of a direction (its errors become `no_model`).
+    ///   - load: builds the generator of a direction on the threads it is given (the configured
+    ///     ones, or the share of one more image beside those running); its errors become `no_model`.
     ///   - allotment: the cores and memory shared with the other work (the daemon's).
     public init(
         threads: Int?, allotment: Allotment = Allotment(cores: ProcessInfo.processInfo.activeProcessorCount),
-        load: @escaping @Sendable (String) throws -> Served
+        load: @escaping @Sendable (String, Compute) throws -> Served
     ) {
         self.threads = threads
         self.allotment = allotment
+        let building =
+            threads.map { Compute(threads: $0) } ?? Compute(share: allotment.joining, maxThreads: allotment.cores)
         self.generators = LoadOnce { direction in
             do {
-                return try load(direction)
+                return try load(direction, building)
             } catch {
                 throw DaemonError(.noModel, "\(error)")
             }
@@ -51,8 +56,8 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
 
     /// Generators from a model store.
     public convenience init(store: ModelStore, threads: Int?, allotment: Allotment) {
-        self.init(threads: threads, allotment: allotment) { direction in
-            let (generator, version) = try store.servedGenerator(direction: direction)
+        self.init(threads: threads, allotment: allotment) { direction, compute in
+            let (generator, version) = try store.servedGenerator(direction: direction, compute: compute)
             return Served(generator: generator, version: version)
         }
     }
@@ -82,9 +87,9 @@ public final class GeneratorTranslator: Translator, @unchecked Sendable {
             let grant = allotment.admit(bytes: plan.bytes, limit: shared)
             defer { allotment.release(grant) }
             if cancel.isCancelled { throw DaemonError(.cancelled, "cancelled while it waited for memory") }
+            let compute = threads.map { Compute(threads: $0) } ?? grant.compute
             let report = try plan.run(
-                output: output.path, threads: threads ?? grant.threads, isCancelled: { cancel.isCancelled },
-                progress: progress)
+                output: output.path, compute: compute, isCancelled: { cancel.isCancelled }, progress: progress)
             return TranslationResult(
                 width: report.width, height: report.height, milliseconds: report.seconds * 1000,
                 modelVersion: served.version)

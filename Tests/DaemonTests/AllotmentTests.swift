@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import Testing
 
 @testable import Daemon
@@ -114,6 +115,44 @@ final class Admission: @unchecked Sendable {
         #expect(allotment.inFlight == 0 && allotment.room(limit: 100) == 100)
     }
 
+    @Test func anImagesKernelsFollowTheImagesRunningNow() {
+        let allotment = Allotment(cores: 4)
+        let large = allotment.admit(bytes: 10, limit: 100)
+        let compute = large.compute
+        #expect(compute.threads == 4 && compute.maxThreads == 4)
+        #expect(allotment.joining.threadsNow() == 2, "a generator built beside one image gets half")
+        let burst = (0..<3).map { _ in allotment.admit(bytes: 10, limit: 100) }
+        #expect(compute.threads == 1, "a burst starts: the large image's next kernel shrinks")
+        allotment.release(burst[0])
+        #expect(compute.threads == 1)
+        for grant in burst.dropFirst() { allotment.release(grant) }
+        #expect(compute.threads == 4, "the burst ends: it grows again")
+        allotment.release(large)
+    }
+
+    @Test func aLongJobsKernelWaitsWhileAnImageRunsAndResumesAfterIt() {
+        let allotment = Allotment(cores: 2)
+        let long = allotment.admitLongJob(bytes: 10, limit: 100)
+        let slot = LongJobSlot(grant: long)
+        #expect(slot.compute.threads == 2, "alone, the long job has every core")
+        let image = allotment.admit(bytes: 10, limit: 100)
+        #expect(image.compute.threads == 2, "an image comes first")
+        // The long job's next kernel does not start while the image runs ...
+        let finished = DispatchSemaphore(value: 0)
+        let workers = Mutexed(Set<Int>())
+        Thread.detachNewThread {
+            slot.compute.forSlices(8) { worker, _ in workers.update { $0.insert(worker) } }
+            finished.signal()
+        }
+        #expect(finished.wait(timeout: .now() + 0.3) == .timedOut)
+        #expect(workers.value.isEmpty)
+        // ... and runs on every core once it is done.
+        allotment.release(image)
+        #expect(finished.wait(timeout: .now() + 10) == .success)
+        #expect(workers.value == [0, 1])
+        allotment.release(long)
+    }
+
     @Test func aLongJobWaitsForItsMemory() {
         let allotment = Allotment(cores: 2)
         let image = allotment.admit(bytes: 70, limit: 100)
@@ -131,6 +170,7 @@ final class Mutexed<T: Sendable>: @unchecked Sendable {
     init(_ value: T) { stored = value }
     var value: T { lock.withLock { stored } }
     func set(_ value: T) { lock.withLock { stored = value } }
+    func update(_ change: (inout T) -> Void) { lock.withLock { change(&stored) } }
 }
 
 /// Admits a long job on a thread of its own.

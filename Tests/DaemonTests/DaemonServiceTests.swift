@@ -128,12 +128,16 @@ import Testing
             // Cancel w1 while it runs: it finishes translating but is not published.
             let w1 = try #require(queued.first)
             #expect(await daemon.cancel(id: w1.id).outcome == .cancelRequested)
+            // The image in.png as the socket sends it (its bytes, its name); what it would write
+            // to the peer's out.png is the reply's bytes.
+            dir.write("in.png", "interactive")
+            let input = try #require(FileManager.default.contents(atPath: dir.path + "/in.png"))
             async let reply = daemon.translate(
-                TranslateRequest(direction: "a2b", inputBytes: Data("interactive".utf8), inputName: "in.png"))
+                TranslateRequest(direction: "a2b", inputBytes: input, inputName: "in.png"))
             #expect(await eventually { (await daemon.status()).interactiveQueue == 1 })
             translator.openGate()
             let r = try await reply
-            #expect(r.outputBytes == Data("INTERACTIVE".utf8))
+            #expect(r.direction == "a2b" && r.format == .png && r.outputBytes == Data("INTERACTIVE".utf8))
             #expect(await eventually { dir.files("spool/outbox/a2b").count == 2 })
             #expect(translator.callLog == ["w1", "interactive", "w2", "w4"])
             #expect(dir.files("spool/outbox/a2b") == ["w2.png", "w4.png"])
@@ -148,15 +152,19 @@ import Testing
             let reply = try await daemon.translate(
                 TranslateRequest(direction: "a2b", inputBytes: Data("inline".utf8), inputName: "x.png"))
             #expect(reply.outputBytes == Data("INLINE".utf8) && reply.format == .png)
+            // The result comes back only as bytes: no file is written for it.
+            #expect(dir.files("spool/outbox/a2b").isEmpty && FS.list(dir.path + "/spool/work").isEmpty)
             await #expect(throws: DaemonError(.notFound, "no model offers the direction \"zz\"")) {
                 _ = try await daemon.translate(TranslateRequest(direction: "zz", inputBytes: Data("x".utf8)))
             }
-            // (An output path that exists is refused by the socket, which writes the peer's files:
-            // ProtocolTests.translateWithPathsAndInline.)
+            // A request the daemon cannot honour is a bad_request, refused before anything is
+            // translated. (An output path that exists is refused by the socket, which writes the
+            // peer's files: ProtocolTests.translateWithPathsAndInline.)
             await #expect {
                 _ = try await daemon.translate(
-                    TranslateRequest(direction: "a2b", inputBytes: Data("x".utf8), inputName: "q.png", quality: 0))
+                    TranslateRequest(direction: "a2b", inputBytes: Data("taken".utf8), inputName: "q.png", quality: 0))
             } throws: { ($0 as? DaemonError)?.code == .badRequest }
+            #expect(!translator.callLog.contains("taken"))
             await #expect {
                 _ = try await daemon.translate(
                     TranslateRequest(direction: "a2b", inputBytes: Data("BAD".utf8), inputName: "b.png"))

@@ -58,10 +58,11 @@ import Translation
         ])
         try #require(status == 0, "cyclegand import failed: \(output)")
         let store = ModelStore(root: URL(fileURLWithPath: models))
-        let translator = GeneratorTranslator(threads: 1) { direction in
+        let translator = GeneratorTranslator(threads: 1) { direction, compute in
             // A slow build widens the window in which a racing cache would build twice.
             Thread.sleep(forTimeInterval: 0.2)
-            return GeneratorTranslator.Served(generator: try store.generator(direction: direction), version: nil)
+            return GeneratorTranslator.Served(
+                generator: try store.generator(direction: direction, compute: compute), version: nil)
         }
         let input = dir.path + "/in.png"
         try PNG.make(width: 24, height: 16, seed: 3).write(to: URL(fileURLWithPath: input))

@@ -136,7 +136,7 @@ final class SteppingJob: LongJob, @unchecked Sendable {
 
     func run(slot: LongJobSlot, cancel: CancellationFlag) throws {
         while !cancel.isCancelled {
-            #expect(slot.threads() >= 1)
+            #expect(slot.compute.threads >= 1)
             lock.withLock { stepsRun += 1 }
             Thread.sleep(forTimeInterval: 0.01)
         }
