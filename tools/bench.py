@@ -16,6 +16,8 @@ Sections (each a function in SECTIONS; `--only NAME[,NAME]` runs some of them):
             daemon's socket against the in-process forward (`cyclegand bench`), with the ratio.
   train     one training iteration (resnet_9blocks, ngf 64, ndf 64, batch 1) at 256² and 128²:
             `cyclegand train` against tools/torch_train.py --time-only; sec/iter and peak RSS.
+  finetune  a 256² fine-tune of the default model inside the daemon: socket translate p50 and a
+            50-image burst against the idle daemon, and the job's sec/iter against `cyclegand train`.
   learn     the synthetic task of tools/synthetic_task.py (swap red and blue, 32²) learnt by
             `cyclegand train` and by tools/torch_train.py in --learn-iters iterations, both
             scored against the known answer.
@@ -739,6 +741,153 @@ def section_learn(ctx: Context) -> Section:
     return Section("Learning the synthetic task (swap red and blue, 32²)", headers, rows, notes, failure=missing)
 
 
+# ---------------------------------------------------------------------------
+# finetune: the daemon's fine-tune job yielding to images (issue 12)
+# ---------------------------------------------------------------------------
+
+
+class BenchDaemon:
+    """`cyclegand serve` on a scratch spool with the default model, and a socket client."""
+
+    def __init__(self, ctx: Context, work: Path, memory_limit: str = "8GiB"):
+        sys.path.insert(0, str(REPO / "plugins" / "gimp" / "cyclegand"))
+        import cyclegand_client
+
+        self.root, self.sock = work / "spool", work / "cyclegand.sock"
+        self.process = subprocess.Popen(
+            [str(ctx.binary), "serve", "--root", str(self.root), "--models-dir", str(work / "models"), "--socket",
+             str(self.sock), "--memory-limit", memory_limit, "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while True:
+            try:
+                self.client = cyclegand_client.Client(str(self.sock), timeout=3600)
+                break
+            except (ConnectionError, FileNotFoundError):
+                if time.time() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the daemon did not open its socket")
+                time.sleep(0.05)
+
+    def call(self, cmd: str, **fields) -> dict:
+        return self.client.call(cmd, **fields)[0]
+
+    def training(self) -> dict:
+        return self.call("training", action="status")["training"]
+
+    def wait_iterations(self, n: int, timeout: float = 900) -> dict:
+        deadline = time.time() + timeout
+        while True:
+            t = self.training()
+            if t.get("iterations", 0) >= n or t["state"] in ("done", "failed"):
+                return t
+            if time.time() > deadline:
+                raise RuntimeError(f"the fine-tune did not reach iteration {n}: {t}")
+            time.sleep(0.2)
+
+    def translate_p50(self, image: bytes, runs: int) -> float:
+        self.client.translate_bytes(image, "modern2vintage", name="photo.png")
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.client.translate_bytes(image, "modern2vintage", name="photo.png")
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    def burst(self, image: bytes, tag: str, count: int = 50) -> float:
+        inbox, outbox = self.root / "inbox" / "modern2vintage", self.root / "outbox" / "modern2vintage"
+        start = time.perf_counter()
+        for i in range(count):
+            hidden = inbox / f".{tag}_{i:02d}.png"
+            hidden.write_bytes(image)
+            hidden.rename(inbox / f"{tag}_{i:02d}.png")
+        while len(list(outbox.glob(f"{tag}_*.png"))) < count:
+            if self.process.poll() is not None or time.perf_counter() - start > 1200:
+                raise RuntimeError(f"the daemon did not translate the {count} images")
+            time.sleep(0.005)
+        return time.perf_counter() - start
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.call("shutdown")
+            except Exception:
+                self.process.terminate()
+            self.process.wait(timeout=120)
+
+
+def section_finetune(ctx: Context) -> Section:
+    """A fine-tune of the default model at 256² running inside the daemon: a 256² socket translate's
+    p50 and a 50-image watch-folder burst against the same daemon idle, and the job's own speed
+    with nothing else to do against `cyclegand train` on the same data."""
+    import shutil
+    import tempfile
+
+    title = "Fine-tune in the daemon at 256²: yielding to images"
+    headers = ["measure", "idle", "fine-tune running", "ratio", "goal"]
+    missing = cyclegand_train_missing(ctx)
+    if missing:
+        return Section(title, headers, [], [], failure=missing)
+    work = Path(tempfile.mkdtemp(prefix="cyclegand-bench-"))
+    daemon = None
+    try:
+        data = training_images(ctx, 256, count=8)
+        recipe = {"preprocess": "none", "crop_size": 256, "load_size": 256, "no_flip": True, "print_freq": 1,
+                  "save_latest_freq": 100000, "display_freq": 100000}
+        # cyclegand train first, on its own copy of the model: its sec/iter with the machine to itself.
+        ref_models = work / "ref_models"
+        import_default(ctx, ref_models)
+        print("finetune: cyclegand train (reference speed)", flush=True)
+        subprocess.run(
+            [str(ctx.binary), "train", "--dataroot", str(data), "--name", "modern2vintage", "--continue_train",
+             "--models-dir", str(ref_models), "--max_iters", "5", "--preprocess", "none", "--crop_size", "256",
+             "--load_size", "256", "--no_flip", "--print_freq", "1"], check=True, capture_output=True)
+        ref = sorted(loss_log(ref_models / "modern2vintage" / "training" / "loss_log.jsonl"), key=lambda r: r["iters"])
+        train_s = statistics.median(r["sec_per_iter"] for r in ref[1:])
+
+        import_default(ctx, work / "models")
+        daemon = BenchDaemon(ctx, work)
+        image = photo(ctx, 256).read_bytes()
+        print("finetune: idle daemon", flush=True)
+        idle_p50 = daemon.translate_p50(image, 15)
+        idle_burst = daemon.burst(image, "idle")
+        print("finetune: with the fine-tune running", flush=True)
+        daemon.call("finetune", model="modern2vintage", dataroot=str(data), options={**recipe, "max_iters": 100000})
+        daemon.wait_iterations(2)
+        busy_p50 = daemon.translate_p50(image, 15)
+        busy_burst = daemon.burst(image, "busy")
+        # Then the job alone: the iterations that started after the last image.
+        after = daemon.training()["iterations"] + 1
+        daemon.wait_iterations(after + 4)
+        log = loss_log(work / "models" / "modern2vintage" / "training" / "loss_log.jsonl")
+        alone = [r["sec_per_iter"] for r in log if r["total_iters"] > after]
+        job_s = statistics.median(alone)
+        daemon.call("training", action="stop", publish=False)
+        daemon.stop()
+        daemon = None
+        rows = [
+            ["256² socket translate p50", f"{idle_p50 * 1e3:.0f} ms", f"{busy_p50 * 1e3:.0f} ms",
+             ratio(busy_p50, idle_p50), "≤ 1.25×"],
+            ["50 × 256² watch-folder burst", f"{idle_burst:.1f} s", f"{busy_burst:.1f} s", ratio(busy_burst, idle_burst),
+             "≤ 1.25×"],
+            ["iteration, nothing else to do", f"{train_s:.2f} s (cyclegand train)", f"{job_s:.2f} s (daemon job)",
+             ratio(job_s, train_s), "≤ 1.05×"],
+        ]
+        met = busy_p50 <= 1.25 * idle_p50 and busy_burst <= 1.25 * idle_burst and job_s <= 1.05 * train_s
+        notes = [
+            "the default modern2vintage model fine-tuned on 8 synthetic 256² images per domain (G_B, D_A, D_B "
+            "initialised), batch 1, resnet_9blocks ngf 64; the daemon's memory_limit 8 GiB, default workers and threads",
+            f"translate: median of 15 after one warm-up; burst: drop to last output; job: median sec/iter of "
+            f"{len(alone)} iterations after the last image, against iterations 2-5 of `cyclegand train`",
+            f"goals {'met' if met else 'NOT met'}",
+        ]
+        return Section(title, headers, rows, notes)
+    finally:
+        if daemon is not None:
+            daemon.process.terminate()
+            daemon.process.wait(timeout=120)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 SECTIONS = {
     "forward": section_forward,
     "process": section_process,
@@ -748,6 +897,7 @@ SECTIONS = {
     "socket": section_socket,
     "train": section_train,
     "learn": section_learn,
+    "finetune": section_finetune,
 }
 # Sections that train from scratch: they need no weights file.
 TRAINING_SECTIONS = {"train", "learn"}
