@@ -139,7 +139,7 @@ run: build model
 	  --source-note "vintagify 0.1.2 wheel from PyPI (MIT), sha256 $(MODEL_SHA256)"
 	@echo "run: starting the daemon; drop images into $(CURDIR)/$(SPOOL)/inbox/modern2vintage/,"
 	@echo "     results appear in $(CURDIR)/$(SPOOL)/outbox/modern2vintage/ (Ctrl-C stops it)"
-	$(BIN) serve --root $(SPOOL) --models-dir $(MODELS_DIR)
+	$(BIN) serve --root $(SPOOL) --models-dir $(MODELS_DIR) --memory-limit 4GiB
 
 # --- benchmark --------------------------------------------------------------
 
