@@ -7,6 +7,10 @@ import Models
 import Tensor
 import Training
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The daemon's trainer: `finetune` jobs run `Training.Trainer` on a model of the store, with
 /// `continue_train` semantics (a model with training state resumes it, one without starts from
 /// its networks), under the long-job share of the daemon's cores.
@@ -30,6 +34,20 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
                 .notFound,
                 "field 'model': no model named \(request.model) (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"
             )
+        }
+        // Folders the peer may read that the daemon's own user may not (a system service with
+        // ProtectHome, another user): `ctl finetune` sends the images instead when it hears forbidden.
+        let folders: [String] =
+            switch request.data {
+            case .dataroot(let root): [root, root + "/trainA", root + "/trainB"]
+            case .folders(let a, let b): [a, b]
+            case .uploaded: []
+            }
+        for folder in folders where access(folder, R_OK | X_OK) != 0 && errno == EACCES {
+            throw DaemonError(
+                .forbidden,
+                "the daemon (uid \(getuid())) cannot read \(folder); send the images over the socket "
+                    + "(`cyclegand ctl finetune --upload`, or training_data)")
         }
         // The folders are listed now: a missing, empty or imageless one fails before anything starts.
         do {

@@ -400,6 +400,37 @@ import Training
         try Self.wait(daemon)
     }
 
+    /// A daemon whose own user cannot read the client's folder (as a system service with
+    /// ProtectHome cannot read the users' homes): `ctl finetune` hears forbidden and sends the images.
+    @Test(.enabled(if: geteuid() == 0 && cyclegandBinary != nil, "needs root to run the daemon as nobody"))
+    func aFolderTheDaemonCannotReadGoesThroughTheUploadForm() throws {
+        let daemon = try DaemonProcess(
+            config: "memory_limit = \"8GiB\"\n", models: Self.importSynth, user: "nobody")
+        let home = TempDir("home", mode: 0o700)
+        for domain in ["trainA", "trainB"] {
+            try FileManager.default.copyItem(atPath: Self.data + "/" + domain, toPath: home.file(domain))
+        }
+        let direct = try daemon.client().call(
+            "finetune", ["model": .string("synth"), "dataroot": .string(home.path), "options": .object([:])])
+        #expect(direct.error?.code == "forbidden", "\(String(decoding: direct.line, as: UTF8.self))")
+        #expect(direct.error?.message.contains("cannot") == true)
+
+        let binary = try #require(cyclegandBinary)
+        let run = try runProcess(
+            binary,
+            [
+                "ctl", "finetune", "synth", "--dataroot", home.path, "--max_iters", "5", "--load_size", "36",
+                "--crop_size", "32", "--follow", "--socket", daemon.socketPath,
+            ])
+        #expect(run.status == 0, "\(run.output)\(run.error)")
+        #expect(run.error.contains("sending the images"), "\(run.error)")
+        #expect(run.output.contains("done"), "\(run.output)")
+        #expect(try Self.status(try daemon.client())["published_version"]?.number == 2)
+        let kept = try FileManager.default.contentsOfDirectory(
+            atPath: daemon.modelsPath + "/synth/training/data/trainB")
+        #expect(kept.count == (try FileManager.default.contentsOfDirectory(atPath: Self.data + "/trainB")).count)
+    }
+
     func writingCheckpoint(_ folder: String) -> Bool {
         ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).contains {
             $0.hasPrefix(".checkpoint.incoming")

@@ -90,22 +90,26 @@ final class DaemonProcess: @unchecked Sendable {
     private(set) var process = Process()
     private let log: String
     private let configFile: String
+    private let user: String?
 
     /// - Parameters:
     ///   - config: extra TOML lines for the configuration file.
     ///   - models: fills the models folder (default: the tiny model).
+    ///   - user: run the daemon as this user (its folders are given to it), not as the test's.
     init(
         config: String = "", socketFolderMode: mode_t = 0o700,
-        models: (String) throws -> Void = { try importTinyModel(into: $0) }
+        models: (String) throws -> Void = { try importTinyModel(into: $0) }, user: String? = nil
     ) throws {
         folder = TempDir("daemon", mode: socketFolderMode)
         modelsPath = folder.file("models")
+        self.user = user
         try models(modelsPath)
         socketPath = folder.file("cyclegand.sock")
         log = folder.file("daemon.log")
         configFile = folder.file("cyclegand.toml")
         try Data(config.utf8).write(to: URL(fileURLWithPath: configFile))
         FileManager.default.createFile(atPath: log, contents: nil)
+        if let user { try runProcess("/bin/chown", ["-R", "\(user):", folder.path]) }
         try launch()
     }
 
@@ -117,12 +121,20 @@ final class DaemonProcess: @unchecked Sendable {
 
     private func launch() throws {
         let binary = try #require(cyclegandBinary, "no cyclegand binary: build it or set CYCLEGAND_BIN")
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "serve", "--config", configFile, "--root", folder.file("spool"), "--models-dir", modelsPath, "--socket",
-            socketPath,
-            "--log-level", "warning", "--threads", "1",
-        ]
+        process.executableURL = URL(fileURLWithPath: user == nil ? binary : "/usr/bin/setpriv")
+        let setpriv =
+            user.map { name in
+                [
+                    "--reuid=\(name)", "--regid=\(getpwnam(name).map { $0.pointee.pw_gid } ?? 65534)", "--init-groups",
+                    binary,
+                ]
+            } ?? []
+        process.arguments =
+            setpriv + [
+                "serve", "--config", configFile, "--root", folder.file("spool"), "--models-dir", modelsPath, "--socket",
+                socketPath,
+                "--log-level", "warning", "--threads", "1",
+            ]
         let output = FileHandle(forWritingAtPath: log)
         output?.seekToEndOfFile()
         process.standardOutput = output
