@@ -90,12 +90,7 @@ extension CtlCommand {
 
         /// The options given on the command line, under their reference names.
         private func trainingOptions() throws -> [String: JSONValue] {
-            var o = TrainingOptions()
-            var given = Set<String>()
-            networks.apply(to: &o, given: &given)
-            try optimisation.apply(to: &o, given: &given)
-            try data.apply(to: &o, given: &given)
-            schedule.apply(to: &o, given: &given)
+            let (o, given) = try cyclegand.trainingOptions(networks, optimisation, data, schedule)
             guard case .object(let all) = try JSONDecoder().decode(JSONValue.self, from: try JSONEncoder().encode(o))
             else { return [:] }
             return all.filter { given.contains($0.key) }

@@ -50,12 +50,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Checkpoints, logs and stopping") var schedule: ScheduleOptions
 
     func run() throws {
-        var options = TrainingOptions()
-        var given = Set<String>()
-        networks.apply(to: &options, given: &given)
-        try optimisation.apply(to: &options, given: &given)
-        try data.apply(to: &options, given: &given)
-        schedule.apply(to: &options, given: &given)
+        let (options, given) = try trainingOptions(networks, optimisation, data, schedule)
         var parsedDomains: (String, String)?
         if let domains {
             let parts = domains.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
@@ -278,6 +273,20 @@ struct ScheduleOptions: ParsableArguments {
         set(&o.seed, seed, "seed", &given)
         if exactConv { set(&o.exactConv, true, "exact_conv", &given) }
     }
+}
+
+/// The options of the four groups over the defaults, and the reference names of those given.
+func trainingOptions(
+    _ networks: NetworkOptions, _ optimisation: OptimisationOptions, _ data: DataArguments,
+    _ schedule: ScheduleOptions
+) throws -> (TrainingOptions, Set<String>) {
+    var options = TrainingOptions()
+    var given = Set<String>()
+    networks.apply(to: &options, given: &given)
+    try optimisation.apply(to: &options, given: &given)
+    try data.apply(to: &options, given: &given)
+    schedule.apply(to: &options, given: &given)
+    return (options, given)
 }
 
 private func set<T>(_ field: inout T, _ value: T?, _ name: String, _ given: inout Set<String>) {
