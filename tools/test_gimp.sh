@@ -43,6 +43,8 @@ DIRECTION=photo2test
 vips crop examples/images/"$(ls examples/images | grep -iE '\.(jpe?g|png)$' | head -n 1)" "$WORK/input.png" 0 0 96 64
 # Large enough that the tiny model works for a second or more: several progress lines.
 vips zoom examples/images/chelsea.png "$WORK/large.png" 4 4
+# Training images for a fine-tune the dialog's labels must show.
+cp -r Tests/Fixtures/synthetic "$WORK/synthetic"
 
 "$BIN" import "$GENERATOR" --name gimptest --domains photo,test --as G_A --models-dir "$WORK/models" >/dev/null
 "$BIN" translate "$WORK/input.png" "$WORK/reference.png" --direction "$DIRECTION" --models-dir "$WORK/models" >/dev/null
@@ -167,6 +169,22 @@ except cyclegand_client.DaemonError as error:
     assert error.code == "cancelled", error
 print("test-gimp: client cancel after %d progress lines (first %s)" % (len(seen), seen[0]))
 assert seen[0][0] == 0 and seen[0][1]
+
+# The dialog's labels: each direction's model and version, and a fine-tune running on it (left
+# running, so that the screenshot shows it too).
+import cyclegand as plugin
+with cyclegand_client.Client("$INNER/cyclegand.sock") as daemon:
+    daemon.call("finetune", model="gimptest", dataroot="$WORK/synthetic", options={
+        "netG": "resnet_6blocks", "ngf": 8, "ndf": 8, "preprocess": "none", "crop_size": 32, "load_size": 32,
+        "max_iters": 100000})
+    deadline = time.time() + 60
+    while daemon.call("training", action="status")[0]["training"].get("iterations", 0) < 1:
+        assert time.time() < deadline, "the fine-tune did not start"
+        time.sleep(0.1)
+    labels = dict(plugin.direction_labels(daemon))
+print("test-gimp: labels %s" % labels)
+assert labels["$DIRECTION"].startswith("$DIRECTION  (gimptest v1)"), labels
+assert "fine-tuning: running" in labels["$DIRECTION"] or "fine-tuning: yielding" in labels["$DIRECTION"], labels
 open("$INNER/passed", "w").write("ok")
 PY
 

@@ -263,4 +263,6 @@ class Cyclegand(Gimp.PlugIn):
         return procedure
 
 
-Gimp.main(Cyclegand.__gtype__, sys.argv)
+# GIMP runs the file as a script; tests import it for `direction_labels`.
+if __name__ == "__main__":
+    Gimp.main(Cyclegand.__gtype__, sys.argv)
