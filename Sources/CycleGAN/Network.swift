@@ -16,8 +16,11 @@ public final class Network: @unchecked Sendable {
     /// `weights` must hold every parameter of `layers` (checked by the architectures).
     /// `trainable` also builds what the kernels' backward passes need; `algorithm` is the
     /// convolutions' (`.exact` rounds as PyTorch's direct convolutions do, see `Conv2D.Algorithm`).
+    /// With `winogradScratch`, the Winograd layers transform their filters into it at each call instead
+    /// of keeping them (training; the layers of such a network run one at a time).
     public init(
-        layers: [Layer], weights: [String: Tensor], trainable: Bool = false, algorithm: Conv2D.Algorithm = .automatic
+        layers: [Layer], weights: [String: Tensor], trainable: Bool = false, algorithm: Conv2D.Algorithm = .automatic,
+        winogradScratch: WinogradScratch? = nil
     ) {
         self.layers = layers
         self.weights = weights
@@ -29,7 +32,7 @@ public final class Network: @unchecked Sendable {
                 case .conv(let c):
                     convs[c.name] = Conv2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,
-                        algorithm: algorithm, trainable: trainable)
+                        algorithm: algorithm, trainable: trainable, winogradScratch: winogradScratch)
                 case .convTranspose(let c):
                     transposed[c.name] = ConvTranspose2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,

@@ -60,9 +60,13 @@ public struct Conv2D: @unchecked Sendable {
     }
 
     /// With `trainable`, also builds the form of the weight that `inputGradient` runs. The forms are
-    /// derived from the weight once, here: after an optimizer step, build the layer again.
-    public init(weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic, trainable: Bool = false)
-    {
+    /// derived from the weight once, here: after an optimizer step, build the layer again. With
+    /// `winogradScratch`, Winograd layers (forward and data gradient) transform their filters at each call
+    /// into it instead of keeping them: for training, where keeping every layer's would cost 8× the weights.
+    public init(
+        weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic, trainable: Bool = false,
+        winogradScratch: WinogradScratch? = nil
+    ) {
         precondition(
             weight.rank == 4 && weight.shape[2] == weight.shape[3],
             "conv weight must be [Cout,Cin,k,k]: \(weight.shape)")
@@ -72,26 +76,15 @@ public struct Conv2D: @unchecked Sendable {
         self.stride = stride
         self.weight = weight
         self.bias = bias
-        let chosen: Algorithm
-        switch algorithm {
-        case .automatic, .exact:
-            if algorithm == .automatic && kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32 {
-                chosen = .winograd
-            } else if stride == 1 && outChannels <= 8 && kernel > 1 {
-                chosen = .kn2row
-            } else {
-                chosen = .im2col
-            }
-        case .winograd:
-            precondition(kernel == 3 && stride == 1, "Winograd F(4×4, 3×3) needs a stride-1 3×3 kernel")
-            chosen = .winograd
-        case .kn2row:
-            precondition(stride == 1, "kn2row needs stride 1")
-            chosen = .kn2row
-        case .im2col:
-            chosen = .im2col
+        let chosen = Self.choose(
+            algorithm, kernel: kernel, stride: stride, inChannels: inChannels, outChannels: outChannels)
+        if chosen == .winograd {
+            winograd =
+                winogradScratch.map { Winograd3x3(weight: weight, bias: bias, flipped: false, scratch: $0) }
+                ?? Winograd3x3(weight: weight, bias: bias)
+        } else {
+            winograd = nil
         }
-        winograd = chosen == .winograd ? Winograd3x3(weight: weight, bias: bias) : nil
         if chosen == .kn2row {
             // [k·k·Cout, Cin]: row (ky·k + kx)·Cout + co holds W[co, :, ky, kx].
             let kk = kernel * kernel
@@ -109,7 +102,33 @@ public struct Conv2D: @unchecked Sendable {
             tapMajor = nil
         }
         inputGradientForm =
-            trainable ? InputGradientForm(weight: weight, stride: stride, exact: algorithm == .exact) : nil
+            trainable
+            ? InputGradientForm(
+                weight: weight, stride: stride, exact: algorithm == .exact, winogradScratch: winogradScratch) : nil
+    }
+
+    /// The algorithm `algorithm` stands for at this shape (`.winograd`, `.kn2row` or `.im2col`).
+    static func choose(_ algorithm: Algorithm, kernel: Int, stride: Int, inChannels: Int, outChannels: Int)
+        -> Algorithm
+    {
+        switch algorithm {
+        case .automatic, .exact:
+            if algorithm == .automatic && kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32 {
+                return .winograd
+            } else if stride == 1 && outChannels <= 8 && kernel > 1 {
+                return .kn2row
+            } else {
+                return .im2col
+            }
+        case .winograd:
+            precondition(kernel == 3 && stride == 1, "Winograd F(4×4, 3×3) needs a stride-1 3×3 kernel")
+            return .winograd
+        case .kn2row:
+            precondition(stride == 1, "kn2row needs stride 1")
+            return .kn2row
+        case .im2col:
+            return .im2col
+        }
     }
 
     /// Output size for an input of `height`×`width` with `padding`.
@@ -232,6 +251,8 @@ extension Conv2D {
         /// weight W'[ci, co, ky, kx] = W[co, ci, k−1−ky, k−1−kx], a stride-1 Conv2D that picks its own
         /// algorithm (Winograd for the residual blocks, kn2row for the 3-channel first layer).
         case flipped(Conv2D)
+        /// The same by Winograd, transforming the flipped filters at each call straight from the weight.
+        case flippedWinograd(Winograd3x3)
         /// Stride s: the transposed convolution over the same weight (Conv2d's [Cout, Cin, k, k] is
         /// ConvTranspose2d's [in, out, k, k]) without padding, which yields the padded input's gradient.
         case transposed(ConvTranspose2D)
@@ -240,7 +261,7 @@ extension Conv2D {
         /// The derived forms would have ≤ 8 output channels, GEMMs that thin.
         case scattered
 
-        init(weight: Tensor, stride: Int, exact: Bool) {
+        init(weight: Tensor, stride: Int, exact: Bool, winogradScratch: WinogradScratch?) {
             if weight.shape[1] <= 8 {
                 self = .scattered
                 return
@@ -251,6 +272,13 @@ extension Conv2D {
                 return
             }
             let (cout, cin, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
+            let algorithm: Algorithm = exact ? .exact : .automatic
+            if let winogradScratch,
+                Conv2D.choose(algorithm, kernel: k, stride: 1, inChannels: cout, outChannels: cin) == .winograd
+            {
+                self = .flippedWinograd(Winograd3x3(weight: weight, bias: nil, flipped: true, scratch: winogradScratch))
+                return
+            }
             let flipped = Tensor(shape: [cin, cout, k, k])
             for co in 0..<cout {
                 for ci in 0..<cin {
@@ -259,7 +287,7 @@ extension Conv2D {
                     for t in 0..<(k * k) { dst[k * k - 1 - t] = src[t] }
                 }
             }
-            self = .flipped(Conv2D(weight: flipped, bias: nil, stride: 1, algorithm: exact ? .exact : .automatic))
+            self = .flipped(Conv2D(weight: flipped, bias: nil, stride: 1, algorithm: algorithm))
         }
     }
 
@@ -285,6 +313,24 @@ extension Conv2D {
                 colMap: paddedIndexMap(length: inputWidth, padding: padding), into: dX,
                 pixels: inputHeight * inputWidth, width: inputWidth, compute: compute)
         }
+        /// Runs the full correlation of dY `forward(rowMap, colMap, into)` with the flipped weight into dX.
+        func correlate(
+            _ forward: (_ rowMap: [Int32], _ colMap: [Int32], _ into: UnsafeMutablePointer<Float>) -> Void
+        ) {
+            if case .zero = padding, p <= kernel - 1 {
+                // Straight into dX: the unpadded part of the full correlation.
+                let shift = kernel - 1 - p
+                forward(
+                    Self.shiftedMap(length: inputHeight + kernel - 1, source: oh, shift: shift),
+                    Self.shiftedMap(length: inputWidth + kernel - 1, source: ow, shift: shift), dX)
+            } else {
+                folding { padded in
+                    forward(
+                        Self.shiftedMap(length: hp + kernel - 1, source: oh, shift: kernel - 1),
+                        Self.shiftedMap(length: wp + kernel - 1, source: ow, shift: kernel - 1), padded)
+                }
+            }
+        }
         switch inputGradientForm {
         case .scattered:
             GatherGEMM.scatterTransposed(
@@ -306,21 +352,9 @@ extension Conv2D {
                 }
             }
         case .flipped(let conv):
-            if case .zero = padding, p <= kernel - 1 {
-                // Straight into dX: the unpadded part of the full correlation.
-                let shift = kernel - 1 - p
-                conv.forward(
-                    gradient, rowMap: Self.shiftedMap(length: inputHeight + kernel - 1, source: oh, shift: shift),
-                    colMap: Self.shiftedMap(length: inputWidth + kernel - 1, source: ow, shift: shift), into: dX,
-                    compute: compute)
-            } else {
-                folding { padded in
-                    conv.forward(
-                        gradient, rowMap: Self.shiftedMap(length: hp + kernel - 1, source: oh, shift: kernel - 1),
-                        colMap: Self.shiftedMap(length: wp + kernel - 1, source: ow, shift: kernel - 1),
-                        into: padded, compute: compute)
-                }
-            }
+            correlate { conv.forward(gradient, rowMap: $0, colMap: $1, into: $2, compute: compute) }
+        case .flippedWinograd(let winograd):
+            correlate { winograd.forward(gradient, rowMap: $0, colMap: $1, into: $2, compute: compute) }
         }
     }
 

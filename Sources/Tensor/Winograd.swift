@@ -1,3 +1,5 @@
+import Foundation
+
 // Winograd F(4×4, 3×3): the filter, input and output transforms with the forward and the weight
 // gradient that share them; they are one piece of arithmetic, kept in one file.
 
@@ -12,44 +14,88 @@
 struct Winograd3x3: @unchecked Sendable {
     let inChannels: Int
     let outChannels: Int
-    /// U[ξ][co][ci] = (G g Gᵀ)[ξ] for filter g = W[co, ci].
-    let u: Tensor
     let bias: Tensor?
+    private let filters: Filters
 
+    /// Where U[ξ][co][ci] = (G g Gᵀ)[ξ] for filter g = W[co, ci] comes from.
+    private enum Filters {
+        /// Transformed once, at construction: inference runs a layer many times between weight changes.
+        case kept(Tensor)
+        /// Transformed at each call into a scratch shared by a network's layers: in training the weights change
+        /// after every step, and U is 4× the weight, so keeping every layer's (and a flipped set for the data
+        /// gradients) would take more memory than the rest of an iteration. With `flipped`, the filter of
+        /// (co, ci) is `weight`[ci, co] rotated by 180°: the data gradient of `weight`'s convolution.
+        case perCall(weight: Tensor, flipped: Bool, scratch: WinogradScratch)
+    }
+
+    /// Transforms `weight` [Cout, Cin, 3, 3] once and keeps the result.
     init(weight: Tensor, bias: Tensor?) {
         outChannels = weight.shape[0]
         inChannels = weight.shape[1]
         self.bias = bias
-        // U is written whole below: skip zero-filling 4× the filters' size.
+        // U is written whole: skip zero-filling 4× the filters' size.
         let u = Tensor(uninitializedShape: [36, outChannels, inChannels])
-        let pairs = outChannels * inChannels
-        let cin = inChannels
-        let out = u.data
+        Self.transform(
+            weight.data, outChannels: outChannels, inChannels: inChannels, flipped: false, into: u.data,
+            compute: Compute())
+        filters = .kept(u)
+    }
+
+    /// Transforms the filters at each call, into `scratch`. With `flipped`, runs the data gradient of the
+    /// convolution by `weight` [Cin, Cout, 3, 3] (its output channels are this one's inputs): the full
+    /// correlation with W'[co, ci] = W[ci, co] rotated by 180°, without a copy of W'.
+    init(weight: Tensor, bias: Tensor?, flipped: Bool, scratch: WinogradScratch) {
+        outChannels = weight.shape[flipped ? 1 : 0]
+        inChannels = weight.shape[flipped ? 0 : 1]
+        self.bias = bias
+        filters = .perCall(weight: weight, flipped: flipped, scratch: scratch)
+    }
+
+    /// Runs `body` with U [36, Cout, Cin] for the current weight.
+    private func withFilters(compute: Compute, _ body: (UnsafePointer<Float>) -> Void) {
+        switch filters {
+        case .kept(let u):
+            body(u.data)
+        case .perCall(let weight, let flipped, let scratch):
+            scratch.with(count: 36 * outChannels * inChannels) { u in
+                Self.transform(
+                    weight.data, outChannels: outChannels, inChannels: inChannels, flipped: flipped, into: u,
+                    compute: compute)
+                body(u)
+            }
+        }
+    }
+
+    /// U [36, Cout, Cin] = G g Gᵀ for every filter g: of `weight` [Cout, Cin, 3, 3], or with `flipped` of
+    /// `weight` [Cin, Cout, 3, 3] read as W'[co, ci, t] = W[ci, co, 8 − t].
+    private static func transform(
+        _ weight: UnsafePointer<Float>, outChannels: Int, inChannels cin: Int, flipped: Bool,
+        into out: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
+        let pairs = outChannels * cin
+        // Where tap t of filter (co, ci) sits: co·outStep + ci·inStep + t (or 8 − t when flipped).
+        let (outStep, inStep) = flipped ? (9, 9 * outChannels) : (9 * cin, 9)
         // U = G g Gᵀ for 8 input channels at a time (one per SIMD lane), output channels in parallel.
-        Compute().forEach(outChannels) { co in
+        compute.forEach(outChannels) { co in
             var ci = 0
             while ci < cin {
                 let lanes = min(8, cin - ci)
-                // w[r][c] of the lanes' filters, one SIMD per tap.
-                var w0 = SIMD8<Float>(), w1 = SIMD8<Float>(), w2 = SIMD8<Float>()
-                var w3 = SIMD8<Float>(), w4 = SIMD8<Float>(), w5 = SIMD8<Float>()
-                var w6 = SIMD8<Float>(), w7 = SIMD8<Float>(), w8 = SIMD8<Float>()
-                let f = weight.data + (co * cin + ci) * 9
-                if lanes == 8 {
-                    // Tap k of filter l sits at f[9l + k].
-                    @inline(__always) func tap(_ k: Int) -> SIMD8<Float> {
-                        SIMD8(f[k], f[9 + k], f[18 + k], f[27 + k], f[36 + k], f[45 + k], f[54 + k], f[63 + k])
+                let f = weight + co * outStep + ci * inStep
+                // w_k: tap k of the lanes' filters, one SIMD per tap.
+                @inline(__always) func tap(_ k: Int) -> SIMD8<Float> {
+                    let t = flipped ? 8 - k : k
+                    if lanes == 8 {
+                        return SIMD8(
+                            f[t], f[inStep + t], f[2 * inStep + t], f[3 * inStep + t], f[4 * inStep + t],
+                            f[5 * inStep + t], f[6 * inStep + t], f[7 * inStep + t])
                     }
-                    (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (
-                        tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8)
-                    )
-                } else {
-                    for l in 0..<lanes {
-                        let g = f + 9 * l
-                        (w0[l], w1[l], w2[l], w3[l], w4[l], w5[l]) = (g[0], g[1], g[2], g[3], g[4], g[5])
-                        (w6[l], w7[l], w8[l]) = (g[6], g[7], g[8])
-                    }
+                    var w = SIMD8<Float>()
+                    for l in 0..<lanes { w[l] = f[l * inStep + t] }
+                    return w
                 }
+                let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (
+                    tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8)
+                )
                 // t = G·w (6×3), column by column ...
                 let t0 = Self.filterTransform(w0, w3, w6)
                 let t1 = Self.filterTransform(w1, w4, w7)
@@ -87,7 +133,6 @@ struct Winograd3x3: @unchecked Sendable {
                 ci += lanes
             }
         }
-        self.u = u
     }
 
     /// G·(a, b, c) for Winograd's G of F(4×4, 3×3):
@@ -132,47 +177,49 @@ struct Winograd3x3: @unchecked Sendable {
         let cin = inChannels
         let cout = outChannels
         let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
-        compute.forSlices(blocks) { _, range in
-            let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
-            let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
-            let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-            let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-            defer {
-                v.deallocate()
-                m.deallocate()
-                rowsA.deallocate()
-                rowsB.deallocate()
-            }
-            rmap.withUnsafeBufferPointer { rmap in
-                cmap.withUnsafeBufferPointer { cmap in
-                    for b in range {
-                        let t0 = b * block
-                        let n = min(block, tiles - t0)
-                        // A block is a run of tiles in row-major order: walk it one tile-row segment at a time.
-                        var t = t0
-                        while t < t0 + n {
-                            let ty = t / tilesX
-                            let tx0 = t - ty * tilesX
-                            let tx1 = min(tilesX, tx0 + (t0 + n - t))
-                            Self.inputTransform(
-                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
-                                into: v, scratch: (rowsA, rowsB))
-                            t += tx1 - tx0
-                        }
-                        for xi in 0..<36 {
-                            BLAS.sgemm(
-                                m: cout, n: n, k: cin, a: u.data + xi * cout * cin, lda: cin,
-                                b: v + xi * cin * block, ldb: block, c: m + xi * cout * block, ldc: block)
-                        }
-                        t = t0
-                        while t < t0 + n {
-                            let ty = t / tilesX
-                            let tx0 = t - ty * tilesX
-                            let tx1 = min(tilesX, tx0 + (t0 + n - t))
-                            outputTransform(
-                                m, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block, oh: oh, ow: ow, into: output,
-                                scratch: rowsA)
-                            t += tx1 - tx0
+        withFilters(compute: compute) { u in
+            compute.forSlices(blocks) { _, range in
+                let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
+                let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
+                let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+                let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+                defer {
+                    v.deallocate()
+                    m.deallocate()
+                    rowsA.deallocate()
+                    rowsB.deallocate()
+                }
+                rmap.withUnsafeBufferPointer { rmap in
+                    cmap.withUnsafeBufferPointer { cmap in
+                        for b in range {
+                            let t0 = b * block
+                            let n = min(block, tiles - t0)
+                            // A block is a run of tiles in row-major order: walk it one tile-row segment at a time.
+                            var t = t0
+                            while t < t0 + n {
+                                let ty = t / tilesX
+                                let tx0 = t - ty * tilesX
+                                let tx1 = min(tilesX, tx0 + (t0 + n - t))
+                                Self.inputTransform(
+                                    input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
+                                    into: v, scratch: (rowsA, rowsB))
+                                t += tx1 - tx0
+                            }
+                            for xi in 0..<36 {
+                                BLAS.sgemm(
+                                    m: cout, n: n, k: cin, a: u + xi * cout * cin, lda: cin,
+                                    b: v + xi * cin * block, ldb: block, c: m + xi * cout * block, ldc: block)
+                            }
+                            t = t0
+                            while t < t0 + n {
+                                let ty = t / tilesX
+                                let tx0 = t - ty * tilesX
+                                let tx1 = min(tilesX, tx0 + (t0 + n - t))
+                                outputTransform(
+                                    m, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block, oh: oh, ow: ow, into: output,
+                                    scratch: rowsA)
+                                t += tx1 - tx0
+                            }
                         }
                     }
                 }
@@ -483,4 +530,29 @@ struct TileGrid {
 
     var tiles: Int { tilesY * tilesX }
     var rowScratch: Int { 6 * (4 * tilesX + 2) }
+}
+
+/// One buffer for the transformed filters of the Winograd layers that transform theirs at each call
+/// (`Conv2D(winogradScratch:)`): a network's layers run one at a time, so one layer's U at a time is
+/// enough. A lock makes a second caller wait rather than overwrite the filters being read.
+public final class WinogradScratch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer: UnsafeMutablePointer<Float>?
+    private var capacity = 0
+
+    public init() {}
+
+    /// Runs `body` with `count` floats of the buffer, grown if need be, held for the call.
+    func with(count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        if count > capacity {
+            buffer?.deallocate()
+            buffer = .allocate(capacity: count)
+            capacity = count
+        }
+        body(buffer!)
+    }
+
+    deinit { buffer?.deallocate() }
 }
