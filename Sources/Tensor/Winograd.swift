@@ -178,6 +178,10 @@ struct Winograd3x3: @unchecked Sendable {
         let cout = outChannels
         let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
         withFilters(compute: compute) { u in
+            if tiles <= tilesPerBlock {
+                forwardByPosition(input, grid: grid, filters: u, into: output, compute: compute)
+                return
+            }
             compute.forSlices(blocks) { _, range in
                 let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
                 let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
@@ -224,6 +228,39 @@ struct Winograd3x3: @unchecked Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// The forward when every tile fits one block (a small image's residual blocks: 64 tiles at 32×32): the
+    /// tiles' transforms are shared out by tile row, and the 36 GEMMs by position ξ, each as wide as the image,
+    /// so that each worker reads and packs only its share of U instead of all of it.
+    private func forwardByPosition(
+        _ input: Planes, grid: TileGrid, filters u: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>,
+        compute: Compute
+    ) {
+        let (tiles, tilesX, cin, cout) = (grid.tiles, grid.tilesX, inChannels, outChannels)
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * tiles)
+        let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * tiles)
+        defer {
+            v.deallocate()
+            m.deallocate()
+        }
+        grid.forTileRows(compute: compute) { ty, rmap, cmap, scratch in
+            Self.inputTransform(
+                input, rmap: rmap, cmap: cmap, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles, into: v,
+                scratch: scratch)
+        }
+        compute.forSlices(36) { _, positions in
+            for xi in positions {
+                BLAS.sgemm(
+                    m: cout, n: tiles, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * cin * tiles, ldb: tiles,
+                    c: m + xi * cout * tiles, ldc: tiles)
+            }
+        }
+        grid.forTileRows(compute: compute) { ty, _, _, scratch in
+            outputTransform(
+                m, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles, oh: grid.outHeight, ow: grid.outWidth,
+                into: output, scratch: scratch.0)
         }
     }
 
@@ -345,7 +382,8 @@ struct Winograd3x3: @unchecked Sendable {
     /// dW [Cout, Cin, 3, 3] += Σ_tiles Gᵀ [(A dy Aᵀ) ⊙ (Bᵀ d B)] G: the forward's algorithm transposed
     /// (F(3×3, 4×4): from L = Σ dY ⊙ Aᵀ[(G g Gᵀ) ⊙ V]A, ∂L/∂g = Gᵀ[(A dY Aᵀ) ⊙ V]G). The sum over tiles runs
     /// in the transformed domain as 36 GEMMs per block, Ŵ[ξ] [Cout, Cin] += Ŷ[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin],
-    /// a quarter of im2col's multiplications; each worker sums into its own Ŵ, added in worker order.
+    /// a quarter of im2col's multiplications; each worker sums into its own Ŵ, added in worker order as Gᵀ·G
+    /// reads them.
     /// `rowMap`/`colMap` are the forward's padded maps, dY [Cout, Ho, Wo].
     static func accumulateWeightGradient(
         _ input: Planes, rowMap: [Int32], colMap: [Int32], outputGradient dY: UnsafePointer<Float>,
@@ -357,13 +395,38 @@ struct Winograd3x3: @unchecked Sendable {
         let block = blockSize(
             tiles: tiles, tilesPerBlock: tilesPerBlock(inChannels: cin, outChannels: cout), threads: compute.threads)
         let blocks = (tiles + block - 1) / block
-        let workers = min(compute.threads, blocks)
         let size = 36 * cout * cin
+        // When every tile fits one block, the GEMMs are shared out by position ξ and sum over every tile: one Ŵ.
+        let byPosition = tiles <= tilesPerBlock(inChannels: cin, outChannels: cout)
+        let workers = byPosition ? 1 : min(compute.threads, blocks)
+        // Each worker's first block writes its Ŵ (every worker has one): no zero-filling.
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * size)
-        partials.initialize(repeating: 0, count: workers * size)
         defer { partials.deallocate() }
+        if byPosition {
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * tiles)
+            let yhat = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * tiles)
+            defer {
+                v.deallocate()
+                yhat.deallocate()
+            }
+            grid.forTileRows(compute: compute) { ty, rmap, cmap, scratch in
+                inputTransform(
+                    input, rmap: rmap, cmap: cmap, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles, into: v,
+                    scratch: scratch)
+                gradientTransform(
+                    dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles,
+                    into: yhat, scratch: scratch)
+            }
+            compute.forSlices(36) { _, positions in
+                for xi in positions {
+                    BLAS.sgemm(
+                        m: cout, n: cin, k: tiles, a: yhat + xi * cout * tiles, lda: tiles, b: v + xi * cin * tiles,
+                        ldb: tiles, transposeB: true, c: partials + xi * cout * cin, ldc: cin)
+                }
+            }
+        }
         let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
-        compute.forSlices(blocks) { worker, range in
+        compute.forSlices(byPosition ? 0 : blocks) { worker, range in
             let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
             let yhat = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
             let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
@@ -397,33 +460,29 @@ struct Winograd3x3: @unchecked Sendable {
                             BLAS.sgemm(
                                 m: cout, n: cin, k: n, a: yhat + xi * cout * block, lda: block,
                                 b: v + xi * cin * block, ldb: block, transposeB: true, c: acc + xi * cout * cin,
-                                ldc: cin, accumulate: true)
+                                ldc: cin, accumulate: b > range.lowerBound)
                         }
                     }
                 }
             }
         }
-        // Ŵ = Σ_worker Ŵ_worker, in worker order, into the first worker's.
-        if workers > 1 {
-            compute.forSlices(size) { _, slice in
-                for i in slice {
-                    var s = partials[i]
-                    for k in 1..<workers { s += partials[k * size + i] }
-                    partials[i] = s
-                }
-            }
-        }
-        // dW[co, ci] += Gᵀ Ŵ G: Gᵀ down the six rows of ξ (6 → 3), then across (6 → 3), every ci at once.
+        // dW[co, ci] += Gᵀ Ŵ G with Ŵ = Σ_worker Ŵ_worker (in worker order): Gᵀ down the six rows of ξ (6 → 3),
+        // then across (6 → 3), every ci at once.
         let pairs = cout * cin
         compute.forEach(cout) { co in
             let t = UnsafeMutablePointer<Float>.allocate(capacity: 18 * cin)
             defer { t.deallocate() }
             for j in 0..<6 {
                 let z = (0..<6).map { i in UnsafePointer(partials + (6 * i + j) * pairs + co * cin) }
+                @inline(__always) func sum(_ i: Int, _ ci: Int) -> Float {
+                    var s = z[i][ci]
+                    for k in 1..<workers { s += z[i][k * size + ci] }
+                    return s
+                }
                 let (t0, t1, t2) = (t + j * cin, t + (6 + j) * cin, t + (12 + j) * cin)
                 for ci in 0..<cin {
                     (t0[ci], t1[ci], t2[ci]) = Self.gradientOfFilterTransform(
-                        z[0][ci], z[1][ci], z[2][ci], z[3][ci], z[4][ci], z[5][ci])
+                        sum(0, ci), sum(1, ci), sum(2, ci), sum(3, ci), sum(4, ci), sum(5, ci))
                 }
             }
             let dst = dW + co * cin * 9
@@ -530,6 +589,30 @@ struct TileGrid {
 
     var tiles: Int { tilesY * tilesX }
     var rowScratch: Int { 6 * (4 * tilesX + 2) }
+
+    /// Runs `body(ty, rowMap, colMap, scratch)` for every tile row, the rows shared out among the workers,
+    /// each with two row scratch buffers of its own.
+    func forTileRows(
+        compute: Compute,
+        _ body: (
+            Int, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>,
+            (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+        ) -> Void
+    ) {
+        compute.forSlices(tilesY) { _, rows in
+            let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+            let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+            defer {
+                rowsA.deallocate()
+                rowsB.deallocate()
+            }
+            rowMap.withUnsafeBufferPointer { rmap in
+                colMap.withUnsafeBufferPointer { cmap in
+                    for ty in rows { body(ty, rmap, cmap, (rowsA, rowsB)) }
+                }
+            }
+        }
+    }
 }
 
 /// One buffer for the transformed filters of the Winograd layers that transform theirs at each call

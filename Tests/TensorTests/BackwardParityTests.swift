@@ -60,22 +60,31 @@ import Testing
         }
     }
 
-    /// Winograd's weight gradient on the residual blocks' shape (256 channels at 64², the sum over 256 tiles)
-    /// and odd sizes, against im2col's, which the fixtures pin to PyTorch.
+    /// Winograd's weight and data gradients (filters transformed per call, as in training) on the residual
+    /// blocks' shape (256 channels at 64², more tiles than one block holds) and odd sizes (one block, GEMMs by
+    /// position ξ), against im2col's, which the fixtures pin to PyTorch.
     @Test(arguments: [(256, 64, 64), (64, 37, 29), (32, 5, 3), (48, 2, 9)])
-    func winogradWeightGradientMatchesIm2col(_ shape: (Int, Int, Int)) {
+    func winogradGradientsMatchIm2col(_ shape: (Int, Int, Int)) {
         let (c, h, w) = shape
         let x = Tensor.random([1, c, h, w], seed: 1)
         let weight = Tensor.random([c, c, 3, 3], seed: 2, scale: 0.1)
         let dY = Tensor.random([c, h, w], seed: 3)
-        func gradient(_ algorithm: Conv2D.Algorithm) -> Tensor {
+        func gradients(_ algorithm: Conv2D.Algorithm) -> (dW: Tensor, dX: Tensor) {
+            let conv = Conv2D(
+                weight: weight, bias: nil, stride: 1, algorithm: algorithm, trainable: true,
+                winogradScratch: WinogradScratch())
             let dW = Tensor(shape: weight.shape)
-            Conv2D(weight: weight, bias: nil, stride: 1, algorithm: algorithm).accumulateWeightGradient(
+            conv.accumulateWeightGradient(
                 input: Planes(x), inputHeight: h, inputWidth: w, padding: .reflect(1), outputGradient: dY.data,
                 weightGradient: dW.data, biasGradient: nil, compute: compute)
-            return dW
+            let dX = Tensor(shape: x.shape)
+            conv.inputGradient(
+                dY.data, inputHeight: h, inputWidth: w, padding: .reflect(1), into: dX.data, compute: compute)
+            return (dW, dX)
         }
-        expectClose(gradient(.winograd), gradient(.im2col), "dW")
+        let (fast, exact) = (gradients(.winograd), gradients(.exact))
+        expectClose(fast.dW, exact.dW, "dW")
+        expectClose(fast.dX, exact.dX, "dX")
     }
 
     /// Filters transformed at each call (training's layers) give the same forward and data gradient, bit for
