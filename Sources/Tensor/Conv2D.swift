@@ -182,7 +182,7 @@ public struct Conv2D: @unchecked Sendable {
         let wp = colMap.count
         let oh = hp - k + 1
         let ow = wp - k + 1
-        let bandRows = max(1, min(oh, 16_384 / max(wp, 1)))
+        let bandRows = Self.bandRows(outHeight: oh, paddedWidth: wp, threads: compute.threads)
         let bands = (oh + bandRows - 1) / bandRows
         let taps = k * k * cout
         let xCap = cin * (bandRows + k - 1) * wp
@@ -216,6 +216,15 @@ public struct Conv2D: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Output rows per band of the kn2row passes: a band's padded rows hold about 16K pixels, and the bands
+    /// come in a multiple of the threads, of one height, so that every worker gets the same share.
+    private static func bandRows(outHeight oh: Int, paddedWidth wp: Int, threads: Int) -> Int {
+        let target = max(1, min(oh, 16_384 / max(wp, 1)))
+        var bands = (oh + target - 1) / target
+        bands = max(1, (bands + threads - 1) / threads * threads)
+        return max(1, (oh + bands - 1) / bands)
     }
 
     /// X̃ [Cin, rows.count, Wp]: the padded input's rows `rows`, read through the maps.
@@ -427,7 +436,7 @@ extension Conv2D {
         let wp = colMap.count
         let oh = rowMap.count - k + 1
         let ow = wp - k + 1
-        let bandRows = max(1, min(oh, 16_384 / max(wp, 1)))
+        let bandRows = Self.bandRows(outHeight: oh, paddedWidth: wp, threads: compute.threads)
         let bands = (oh + bandRows - 1) / bandRows
         let taps = k * k * cout
         let cap = (bandRows + k - 1) * wp
@@ -480,10 +489,15 @@ extension Conv2D {
 
 /// im2col + GEMM over chunks of output pixels, for any gather map.
 enum GatherGEMM {
-    /// Pixels per chunk: the column buffer stays within a few MB per worker.
-    static func chunkSize(k: Int, pixels: Int) -> Int {
+    /// Pixels per chunk: the column buffer stays within a few MB per worker, and the chunks come in a multiple
+    /// of the threads, of one size, so that every worker gets the same share (a small layer's one or two
+    /// chunks of unequal size left a core idle: a 128² discriminator ran on one).
+    static func chunkSize(k: Int, pixels: Int, threads: Int) -> Int {
         let target = max(64, (1 << 20) / max(k, 1))
-        return min(pixels, (target + 15) / 16 * 16)
+        var chunks = max(1, (pixels + target - 1) / target)
+        chunks = (chunks + threads - 1) / threads * threads
+        let chunk = (pixels + chunks - 1) / chunks
+        return max(1, min(pixels, (chunk + 15) / 16 * 16))
     }
 
     /// Where the GEMM's output pixels go: in order, or on one phase of a strided
@@ -505,7 +519,7 @@ enum GatherGEMM {
         let kw = map.kernelWidth
         let kdim = input.channels * kh * kw
         let pixels = map.outHeight * map.outWidth
-        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunk = chunkSize(k: kdim, pixels: pixels, threads: compute.threads)
         let chunks = (pixels + chunk - 1) / chunk
         let direct: Bool
         if case .contiguous = placement { direct = true } else { direct = false }
@@ -559,7 +573,7 @@ enum GatherGEMM {
     ) {
         let kdim = gathered.channels * map.kernelHeight * map.kernelWidth
         let pixels = map.outHeight * map.outWidth
-        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunk = chunkSize(k: kdim, pixels: pixels, threads: compute.threads)
         let chunks = (pixels + chunk - 1) / chunk
         let workers = min(compute.threads, chunks)
         let size = m * kdim
@@ -599,7 +613,7 @@ enum GatherGEMM {
         let kdim = channels * kh * kw
         let pixels = oh * ow
         let size = channels * height * width
-        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunk = chunkSize(k: kdim, pixels: pixels, threads: compute.threads)
         let chunks = (pixels + chunk - 1) / chunk
         let workers = min(compute.threads, chunks)
         let copies = UnsafeMutablePointer<Float>.allocate(capacity: max(workers - 1, 0) * size)
