@@ -171,7 +171,7 @@ struct Winograd3x3: @unchecked Sendable {
         _ input: Planes, rowMap: [Int32], colMap: [Int32], into output: UnsafeMutablePointer<Float>, compute: Compute
     ) {
         let grid = TileGrid(rowMap: rowMap, colMap: colMap)
-        let (oh, ow, tilesX, tiles) = (grid.outHeight, grid.outWidth, grid.tilesX, grid.tiles)
+        let (oh, ow, tiles) = (grid.outHeight, grid.outWidth, grid.tiles)
         let block = Self.blockSize(tiles: tiles, tilesPerBlock: tilesPerBlock, threads: compute.threads)
         let blocks = (tiles + block - 1) / block
         let cin = inChannels
@@ -198,31 +198,20 @@ struct Winograd3x3: @unchecked Sendable {
                         for b in range {
                             let t0 = b * block
                             let n = min(block, tiles - t0)
-                            // A block is a run of tiles in row-major order: walk it one tile-row segment at a time.
-                            var t = t0
-                            while t < t0 + n {
-                                let ty = t / tilesX
-                                let tx0 = t - ty * tilesX
-                                let tx1 = min(tilesX, tx0 + (t0 + n - t))
+                            grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
                                 Self.inputTransform(
-                                    input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
-                                    into: v, scratch: (rowsA, rowsB))
-                                t += tx1 - tx0
+                                    input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block, into: v,
+                                    scratch: (rowsA, rowsB))
                             }
                             for xi in 0..<36 {
                                 BLAS.sgemm(
                                     m: cout, n: n, k: cin, a: u + xi * cout * cin, lda: cin,
                                     b: v + xi * cin * block, ldb: block, c: m + xi * cout * block, ldc: block)
                             }
-                            t = t0
-                            while t < t0 + n {
-                                let ty = t / tilesX
-                                let tx0 = t - ty * tilesX
-                                let tx1 = min(tilesX, tx0 + (t0 + n - t))
+                            grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
                                 outputTransform(
-                                    m, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block, oh: oh, ow: ow, into: output,
+                                    m, ty: ty, tx: tx, column: column, ld: block, oh: oh, ow: ow, into: output,
                                     scratch: rowsA)
-                                t += tx1 - tx0
                             }
                         }
                     }
@@ -443,18 +432,13 @@ struct Winograd3x3: @unchecked Sendable {
                     for b in range {
                         let t0 = b * block
                         let n = min(block, tiles - t0)
-                        var t = t0
-                        while t < t0 + n {
-                            let ty = t / tilesX
-                            let tx0 = t - ty * tilesX
-                            let tx1 = min(tilesX, tx0 + (t0 + n - t))
+                        grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
                             inputTransform(
-                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
+                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block,
                                 into: v, scratch: (rowsA, rowsB))
                             gradientTransform(
-                                dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: tx0..<tx1, column: t - t0,
+                                dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: tx, column: column,
                                 ld: block, into: yhat, scratch: (rowsA, rowsB))
-                            t += tx1 - tx0
                         }
                         for xi in 0..<36 {
                             BLAS.sgemm(
@@ -589,6 +573,19 @@ struct TileGrid {
 
     var tiles: Int { tilesY * tilesX }
     var rowScratch: Int { 6 * (4 * tilesX + 2) }
+
+    /// A block of tiles is a run in row-major order: runs `body(ty, tx, column)` for each of its
+    /// tile-row segments, tiles (ty, tx) at columns column ..< column + tx.count of the block.
+    func forSegments(of block: Range<Int>, _ body: (_ ty: Int, _ tx: Range<Int>, _ column: Int) -> Void) {
+        var t = block.lowerBound
+        while t < block.upperBound {
+            let ty = t / tilesX
+            let tx0 = t - ty * tilesX
+            let tx1 = min(tilesX, tx0 + (block.upperBound - t))
+            body(ty, tx0..<tx1, t - block.lowerBound)
+            t += tx1 - tx0
+        }
+    }
 
     /// Runs `body(ty, rowMap, colMap, scratch)` for every tile row, the rows shared out among the workers,
     /// each with two row scratch buffers of its own.
