@@ -16,10 +16,12 @@ public final class Network: @unchecked Sendable {
     /// `weights` must hold every parameter of `layers` (checked by the architectures).
     /// `trainable` also builds what the kernels' backward passes need; `algorithm` is the
     /// convolutions' (`.exact` rounds as PyTorch's direct convolutions do, see `Conv2D.Algorithm`).
-    /// The derived forms are built on `compute`'s threads.
+    /// The derived forms are built on `compute`'s threads. With `winogradScratch`, the Winograd layers
+    /// transform their filters into it at each call instead of keeping them (training; the layers of such
+    /// a network run one at a time).
     public init(
         layers: [Layer], weights: [String: Tensor], trainable: Bool = false, algorithm: Conv2D.Algorithm = .automatic,
-        compute: Compute = Compute()
+        winogradScratch: WinogradScratch? = nil, compute: Compute = Compute()
     ) {
         self.layers = layers
         self.weights = weights
@@ -31,7 +33,8 @@ public final class Network: @unchecked Sendable {
                 case .conv(let c):
                     convs[c.name] = Conv2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,
-                        algorithm: algorithm, trainable: trainable, compute: compute)
+                        algorithm: algorithm, trainable: trainable, winogradScratch: winogradScratch,
+                        compute: compute)
                 case .convTranspose(let c):
                     transposed[c.name] = ConvTranspose2D(
                         weight: weights["\(c.name).weight"]!, bias: weights["\(c.name).bias"], stride: c.stride,

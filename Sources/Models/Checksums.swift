@@ -23,6 +23,38 @@ enum SystemSHA256 {
 
     static var isAvailable: Bool { oneShot != nil }
 
+    private typealias Start = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+    private typealias Add = @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer?, Int) -> Int32
+    private typealias End = @convention(c) (UnsafeMutablePointer<UInt8>?, UnsafeMutableRawPointer?) -> Int32
+
+    /// SHA256_Init, SHA256_Update and SHA256_Final, for data that arrives in pieces.
+    nonisolated(unsafe) private static let incremental: (Start, Add, End)? = {
+        for library in ["libcrypto.so.3", "libcrypto.so"] {
+            if let handle = dlopen(library, RTLD_NOW | RTLD_LOCAL), let start = dlsym(handle, "SHA256_Init"),
+                let add = dlsym(handle, "SHA256_Update"), let end = dlsym(handle, "SHA256_Final")
+            {
+                return (
+                    unsafeBitCast(start, to: Start.self), unsafeBitCast(add, to: Add.self),
+                    unsafeBitCast(end, to: End.self)
+                )
+            }
+        }
+        return nil
+    }()
+
+    /// The digest of the bytes `produce` passes to its argument, piece by piece.
+    static func digest(_ produce: ((UnsafeRawBufferPointer) -> Void) throws -> Void) rethrows -> [UInt8]? {
+        guard let (start, add, end) = incremental else { return nil }
+        // SHA256_CTX: 112 bytes in OpenSSL 1.1 and 3; room to spare.
+        let context = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
+        defer { context.deallocate() }
+        _ = start(context)
+        try produce { piece in _ = add(context, piece.baseAddress, piece.count) }
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBufferPointer { o in _ = end(o.baseAddress, context) }
+        return out
+    }
+
     static func digest(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
         guard let oneShot else { return nil }
         var out = [UInt8](repeating: 0, count: 32)
@@ -112,6 +144,19 @@ struct SHA256 {
     /// reach it, else this type's.
     static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
         let digest = SystemSHA256.digest(bytes) ?? portableDigest(bytes)
+        return digest.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The digest of the bytes `produce` passes to its argument, piece by piece, as lowercase hex.
+    static func hex(_ produce: ((UnsafeRawBufferPointer) -> Void) throws -> Void) rethrows -> String {
+        let digest: [UInt8]
+        if let system = try SystemSHA256.digest(produce) {
+            digest = system
+        } else {
+            var h = SHA256()
+            try produce { h.update($0) }
+            digest = h.finish()
+        }
         return digest.map { String(format: "%02x", $0) }.joined()
     }
 

@@ -53,9 +53,10 @@ public struct TrainingCheckpoint: Sendable {
         do {
             let tensorsURL = incoming.appendingPathComponent(Self.tensorsFile)
             // One pass over the tensors' memory, straight into the file; the
-            // hash then reads it back from the page cache.
+            // hash then reads it back from the page cache, in pieces (mapped
+            // whole, its pages would count in the process' memory).
             try SafeTensors.write(tensors.map { ($0.key, $0.value) }, to: tensorsURL)
-            let tensorsRecord = try MappedFile(url: tensorsURL).record
+            let tensorsRecord = try CheckpointManifest.File(reading: tensorsURL)
             if stop == .tensorsWritten { return }
             try AtomicFile.write(state, to: incoming.appendingPathComponent(Self.stateFile))
             let stateRecord = state.withUnsafeBytes { CheckpointManifest.File(bytes: $0.count, sha256: SHA256.hex($0)) }
@@ -229,7 +230,25 @@ struct CheckpointManifest: Codable, Equatable {
     }
 }
 
-extension MappedFile {
-    /// Size and sha256, as a checkpoint's manifest.json records them.
-    fileprivate var record: CheckpointManifest.File { CheckpointManifest.File(bytes: size, sha256: sha256()) }
+extension CheckpointManifest.File {
+    /// The size and sha256 of the file at `url`, read 4 MiB at a time.
+    fileprivate init(reading url: URL) throws {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError.cannotOpen(url, errno: errno) }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        var total = 0
+        let hex = try SHA256.hex { feed in
+            while true {
+                let n = read(fd, buffer.baseAddress, buffer.count)
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw FileError.cannotOpen(url, errno: errno) }
+                if n == 0 { return }
+                feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                total += n
+            }
+        }
+        self.init(bytes: total, sha256: hex)
+    }
 }

@@ -60,10 +60,12 @@ public struct Conv2D: @unchecked Sendable {
     }
 
     /// With `trainable`, also builds the form of the weight that `inputGradient` runs. The forms are
-    /// derived from the weight once, here (on `compute`'s threads): after an optimizer step, build the layer again.
+    /// derived from the weight once, here (on `compute`'s threads): after an optimizer step, build the layer again. With
+    /// `winogradScratch`, Winograd layers (forward and data gradient) transform their filters at each call
+    /// into it instead of keeping them: for training, where keeping every layer's would cost 8× the weights.
     public init(
         weight: Tensor, bias: Tensor?, stride: Int, algorithm: Algorithm = .automatic, trainable: Bool = false,
-        compute: Compute = Compute()
+        winogradScratch: WinogradScratch? = nil, compute: Compute = Compute()
     ) {
         precondition(
             weight.rank == 4 && weight.shape[2] == weight.shape[3],
@@ -74,26 +76,15 @@ public struct Conv2D: @unchecked Sendable {
         self.stride = stride
         self.weight = weight
         self.bias = bias
-        let chosen: Algorithm
-        switch algorithm {
-        case .automatic, .exact:
-            if algorithm == .automatic && kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32 {
-                chosen = .winograd
-            } else if stride == 1 && outChannels <= 8 && kernel > 1 {
-                chosen = .kn2row
-            } else {
-                chosen = .im2col
-            }
-        case .winograd:
-            precondition(kernel == 3 && stride == 1, "Winograd F(4×4, 3×3) needs a stride-1 3×3 kernel")
-            chosen = .winograd
-        case .kn2row:
-            precondition(stride == 1, "kn2row needs stride 1")
-            chosen = .kn2row
-        case .im2col:
-            chosen = .im2col
+        let chosen = Self.choose(
+            algorithm, kernel: kernel, stride: stride, inChannels: inChannels, outChannels: outChannels)
+        if chosen == .winograd {
+            winograd =
+                winogradScratch.map { Winograd3x3(weight: weight, bias: bias, flipped: false, scratch: $0) }
+                ?? Winograd3x3(weight: weight, bias: bias, compute: compute)
+        } else {
+            winograd = nil
         }
-        winograd = chosen == .winograd ? Winograd3x3(weight: weight, bias: bias, compute: compute) : nil
         if chosen == .kn2row {
             // [k·k·Cout, Cin]: row (ky·k + kx)·Cout + co holds W[co, :, ky, kx].
             let kk = kernel * kernel
@@ -112,7 +103,33 @@ public struct Conv2D: @unchecked Sendable {
         }
         inputGradientForm =
             trainable
-            ? InputGradientForm(weight: weight, stride: stride, exact: algorithm == .exact, compute: compute) : nil
+            ? InputGradientForm(
+                weight: weight, stride: stride, exact: algorithm == .exact, winogradScratch: winogradScratch,
+                compute: compute) : nil
+    }
+
+    /// The algorithm `algorithm` stands for at this shape (`.winograd`, `.kn2row` or `.im2col`).
+    static func choose(_ algorithm: Algorithm, kernel: Int, stride: Int, inChannels: Int, outChannels: Int)
+        -> Algorithm
+    {
+        switch algorithm {
+        case .automatic, .exact:
+            if algorithm == .automatic && kernel == 3 && stride == 1 && inChannels >= 32 && outChannels >= 32 {
+                return .winograd
+            } else if stride == 1 && outChannels <= 8 && kernel > 1 {
+                return .kn2row
+            } else {
+                return .im2col
+            }
+        case .winograd:
+            precondition(kernel == 3 && stride == 1, "Winograd F(4×4, 3×3) needs a stride-1 3×3 kernel")
+            return .winograd
+        case .kn2row:
+            precondition(stride == 1, "kn2row needs stride 1")
+            return .kn2row
+        case .im2col:
+            return .im2col
+        }
     }
 
     /// Output size for an input of `height`×`width` with `padding`.
@@ -167,7 +184,7 @@ public struct Conv2D: @unchecked Sendable {
         let wp = colMap.count
         let oh = hp - k + 1
         let ow = wp - k + 1
-        let bandRows = max(1, min(oh, 16_384 / max(wp, 1)))
+        let bandRows = Self.bandRows(outHeight: oh, paddedWidth: wp, threads: compute.threads)
         let bands = (oh + bandRows - 1) / bandRows
         let taps = k * k * cout
         let xCap = cin * (bandRows + k - 1) * wp
@@ -203,6 +220,15 @@ public struct Conv2D: @unchecked Sendable {
         }
     }
 
+    /// Output rows per band of the kn2row passes: a band's padded rows hold about 16K pixels, and the bands
+    /// come in a multiple of the threads, of one height, so that every worker gets the same share.
+    private static func bandRows(outHeight oh: Int, paddedWidth wp: Int, threads: Int) -> Int {
+        let target = max(1, min(oh, 16_384 / max(wp, 1)))
+        var bands = (oh + target - 1) / target
+        bands = max(1, (bands + threads - 1) / threads * threads)
+        return max(1, (oh + bands - 1) / bands)
+    }
+
     /// X̃ [Cin, rows.count, Wp]: the padded input's rows `rows`, read through the maps.
     private static func gatherPaddedRows(
         _ input: Planes, rowMap: [Int32], colMap: [Int32], rows: Range<Int>, into xs: UnsafeMutablePointer<Float>
@@ -236,6 +262,8 @@ extension Conv2D {
         /// weight W'[ci, co, ky, kx] = W[co, ci, k−1−ky, k−1−kx], a stride-1 Conv2D that picks its own
         /// algorithm (Winograd for the residual blocks, kn2row for the 3-channel first layer).
         case flipped(Conv2D)
+        /// The same by Winograd, transforming the flipped filters at each call straight from the weight.
+        case flippedWinograd(Winograd3x3)
         /// Stride s: the transposed convolution over the same weight (Conv2d's [Cout, Cin, k, k] is
         /// ConvTranspose2d's [in, out, k, k]) without padding, which yields the padded input's gradient.
         case transposed(ConvTranspose2D)
@@ -244,7 +272,7 @@ extension Conv2D {
         /// The derived forms would have ≤ 8 output channels, GEMMs that thin.
         case scattered
 
-        init(weight: Tensor, stride: Int, exact: Bool, compute: Compute) {
+        init(weight: Tensor, stride: Int, exact: Bool, winogradScratch: WinogradScratch?, compute: Compute) {
             if weight.shape[1] <= 8 {
                 self = .scattered
                 return
@@ -256,6 +284,13 @@ extension Conv2D {
                 return
             }
             let (cout, cin, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
+            let algorithm: Algorithm = exact ? .exact : .automatic
+            if let winogradScratch,
+                Conv2D.choose(algorithm, kernel: k, stride: 1, inChannels: cout, outChannels: cin) == .winograd
+            {
+                self = .flippedWinograd(Winograd3x3(weight: weight, bias: nil, flipped: true, scratch: winogradScratch))
+                return
+            }
             let flipped = Tensor(shape: [cin, cout, k, k])
             for co in 0..<cout {
                 for ci in 0..<cin {
@@ -264,8 +299,7 @@ extension Conv2D {
                     for t in 0..<(k * k) { dst[k * k - 1 - t] = src[t] }
                 }
             }
-            self = .flipped(
-                Conv2D(weight: flipped, bias: nil, stride: 1, algorithm: exact ? .exact : .automatic, compute: compute))
+            self = .flipped(Conv2D(weight: flipped, bias: nil, stride: 1, algorithm: algorithm, compute: compute))
         }
     }
 
@@ -292,6 +326,24 @@ extension Conv2D {
                 colMap: paddedIndexMap(length: inputWidth, padding: padding), into: dX,
                 pixels: inputHeight * inputWidth, width: inputWidth, compute: compute)
         }
+        /// Runs the full correlation of dY `forward(rowMap, colMap, into)` with the flipped weight into dX.
+        func correlate(
+            _ forward: (_ rowMap: [Int32], _ colMap: [Int32], _ into: UnsafeMutablePointer<Float>) -> Void
+        ) {
+            if case .zero = padding, p <= kernel - 1 {
+                // Straight into dX: the unpadded part of the full correlation.
+                let shift = kernel - 1 - p
+                forward(
+                    Self.shiftedMap(length: inputHeight + kernel - 1, source: oh, shift: shift),
+                    Self.shiftedMap(length: inputWidth + kernel - 1, source: ow, shift: shift), dX)
+            } else {
+                folding { padded in
+                    forward(
+                        Self.shiftedMap(length: hp + kernel - 1, source: oh, shift: kernel - 1),
+                        Self.shiftedMap(length: wp + kernel - 1, source: ow, shift: kernel - 1), padded)
+                }
+            }
+        }
         switch inputGradientForm {
         case .scattered:
             GatherGEMM.scatterTransposed(
@@ -313,21 +365,9 @@ extension Conv2D {
                 }
             }
         case .flipped(let conv):
-            if case .zero = padding, p <= kernel - 1 {
-                // Straight into dX: the unpadded part of the full correlation.
-                let shift = kernel - 1 - p
-                conv.forward(
-                    gradient, rowMap: Self.shiftedMap(length: inputHeight + kernel - 1, source: oh, shift: shift),
-                    colMap: Self.shiftedMap(length: inputWidth + kernel - 1, source: ow, shift: shift), into: dX,
-                    compute: compute)
-            } else {
-                folding { padded in
-                    conv.forward(
-                        gradient, rowMap: Self.shiftedMap(length: hp + kernel - 1, source: oh, shift: kernel - 1),
-                        colMap: Self.shiftedMap(length: wp + kernel - 1, source: ow, shift: kernel - 1),
-                        into: padded, compute: compute)
-                }
-            }
+            correlate { conv.forward(gradient, rowMap: $0, colMap: $1, into: $2, compute: compute) }
+        case .flippedWinograd(let winograd):
+            correlate { winograd.forward(gradient, rowMap: $0, colMap: $1, into: $2, compute: compute) }
         }
     }
 
@@ -402,7 +442,7 @@ extension Conv2D {
         let wp = colMap.count
         let oh = rowMap.count - k + 1
         let ow = wp - k + 1
-        let bandRows = max(1, min(oh, 16_384 / max(wp, 1)))
+        let bandRows = Self.bandRows(outHeight: oh, paddedWidth: wp, threads: compute.threads)
         let bands = (oh + bandRows - 1) / bandRows
         let taps = k * k * cout
         let cap = (bandRows + k - 1) * wp
@@ -455,10 +495,15 @@ extension Conv2D {
 
 /// im2col + GEMM over chunks of output pixels, for any gather map.
 enum GatherGEMM {
-    /// Pixels per chunk: the column buffer stays within a few MB per worker.
-    static func chunkSize(k: Int, pixels: Int) -> Int {
+    /// Pixels per chunk: the column buffer stays within a few MB per worker, and the chunks come in a multiple
+    /// of the threads, of one size, so that every worker gets the same share (a small layer's one or two
+    /// chunks of unequal size left a core idle: a 128² discriminator ran on one).
+    static func chunkSize(k: Int, pixels: Int, threads: Int) -> Int {
         let target = max(64, (1 << 20) / max(k, 1))
-        return min(pixels, (target + 15) / 16 * 16)
+        var chunks = max(1, (pixels + target - 1) / target)
+        chunks = (chunks + threads - 1) / threads * threads
+        let chunk = (pixels + chunks - 1) / chunks
+        return max(1, min(pixels, (chunk + 15) / 16 * 16))
     }
 
     /// Where the GEMM's output pixels go: in order, or on one phase of a strided
@@ -480,7 +525,7 @@ enum GatherGEMM {
         let kw = map.kernelWidth
         let kdim = input.channels * kh * kw
         let pixels = map.outHeight * map.outWidth
-        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunk = chunkSize(k: kdim, pixels: pixels, threads: compute.threads)
         let chunks = (pixels + chunk - 1) / chunk
         let direct: Bool
         if case .contiguous = placement { direct = true } else { direct = false }
@@ -535,7 +580,7 @@ enum GatherGEMM {
         let compute = compute.now()
         let kdim = gathered.channels * map.kernelHeight * map.kernelWidth
         let pixels = map.outHeight * map.outWidth
-        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunk = chunkSize(k: kdim, pixels: pixels, threads: compute.threads)
         let chunks = (pixels + chunk - 1) / chunk
         let workers = min(compute.threads, chunks)
         let size = m * kdim
@@ -576,7 +621,7 @@ enum GatherGEMM {
         let kdim = channels * kh * kw
         let pixels = oh * ow
         let size = channels * height * width
-        let chunk = chunkSize(k: kdim, pixels: pixels)
+        let chunk = chunkSize(k: kdim, pixels: pixels, threads: compute.threads)
         let chunks = (pixels + chunk - 1) / chunk
         let workers = min(compute.threads, chunks)
         let copies = UnsafeMutablePointer<Float>.allocate(capacity: max(workers - 1, 0) * size)

@@ -1,3 +1,5 @@
+import Foundation
+
 // Winograd F(4×4, 3×3): the filter, input and output transforms with the forward and the weight
 // gradient that share them; they are one piece of arithmetic, kept in one file.
 
@@ -12,44 +14,88 @@
 struct Winograd3x3: @unchecked Sendable {
     let inChannels: Int
     let outChannels: Int
-    /// U[ξ][co][ci] = (G g Gᵀ)[ξ] for filter g = W[co, ci].
-    let u: Tensor
     let bias: Tensor?
+    private let filters: Filters
 
+    /// Where U[ξ][co][ci] = (G g Gᵀ)[ξ] for filter g = W[co, ci] comes from.
+    private enum Filters {
+        /// Transformed once, at construction: inference runs a layer many times between weight changes.
+        case kept(Tensor)
+        /// Transformed at each call into a scratch shared by a network's layers: in training the weights change
+        /// after every step, and U is 4× the weight, so keeping every layer's (and a flipped set for the data
+        /// gradients) would take more memory than the rest of an iteration. With `flipped`, the filter of
+        /// (co, ci) is `weight`[ci, co] rotated by 180°: the data gradient of `weight`'s convolution.
+        case perCall(weight: Tensor, flipped: Bool, scratch: WinogradScratch)
+    }
+
+    /// Transforms `weight` [Cout, Cin, 3, 3] once, on `compute`'s threads, and keeps the result.
     init(weight: Tensor, bias: Tensor?, compute: Compute) {
         outChannels = weight.shape[0]
         inChannels = weight.shape[1]
         self.bias = bias
-        // U is written whole below: skip zero-filling 4× the filters' size.
+        // U is written whole: skip zero-filling 4× the filters' size.
         let u = Tensor(uninitializedShape: [36, outChannels, inChannels])
-        let pairs = outChannels * inChannels
-        let cin = inChannels
-        let out = u.data
+        Self.transform(
+            weight.data, outChannels: outChannels, inChannels: inChannels, flipped: false, into: u.data,
+            compute: compute)
+        filters = .kept(u)
+    }
+
+    /// Transforms the filters at each call, into `scratch`. With `flipped`, runs the data gradient of the
+    /// convolution by `weight` [Cin, Cout, 3, 3] (its output channels are this one's inputs): the full
+    /// correlation with W'[co, ci] = W[ci, co] rotated by 180°, without a copy of W'.
+    init(weight: Tensor, bias: Tensor?, flipped: Bool, scratch: WinogradScratch) {
+        outChannels = weight.shape[flipped ? 1 : 0]
+        inChannels = weight.shape[flipped ? 0 : 1]
+        self.bias = bias
+        filters = .perCall(weight: weight, flipped: flipped, scratch: scratch)
+    }
+
+    /// Runs `body` with U [36, Cout, Cin] for the current weight.
+    private func withFilters(compute: Compute, _ body: (UnsafePointer<Float>) -> Void) {
+        switch filters {
+        case .kept(let u):
+            body(u.data)
+        case .perCall(let weight, let flipped, let scratch):
+            scratch.with(count: 36 * outChannels * inChannels) { u in
+                Self.transform(
+                    weight.data, outChannels: outChannels, inChannels: inChannels, flipped: flipped, into: u,
+                    compute: compute)
+                body(u)
+            }
+        }
+    }
+
+    /// U [36, Cout, Cin] = G g Gᵀ for every filter g: of `weight` [Cout, Cin, 3, 3], or with `flipped` of
+    /// `weight` [Cin, Cout, 3, 3] read as W'[co, ci, t] = W[ci, co, 8 − t].
+    private static func transform(
+        _ weight: UnsafePointer<Float>, outChannels: Int, inChannels cin: Int, flipped: Bool,
+        into out: UnsafeMutablePointer<Float>, compute: Compute
+    ) {
+        let pairs = outChannels * cin
+        // Where tap t of filter (co, ci) sits: co·outStep + ci·inStep + t (or 8 − t when flipped).
+        let (outStep, inStep) = flipped ? (9, 9 * outChannels) : (9 * cin, 9)
         // U = G g Gᵀ for 8 input channels at a time (one per SIMD lane), output channels in parallel.
         compute.forEach(outChannels) { co in
             var ci = 0
             while ci < cin {
                 let lanes = min(8, cin - ci)
-                // w[r][c] of the lanes' filters, one SIMD per tap.
-                var w0 = SIMD8<Float>(), w1 = SIMD8<Float>(), w2 = SIMD8<Float>()
-                var w3 = SIMD8<Float>(), w4 = SIMD8<Float>(), w5 = SIMD8<Float>()
-                var w6 = SIMD8<Float>(), w7 = SIMD8<Float>(), w8 = SIMD8<Float>()
-                let f = weight.data + (co * cin + ci) * 9
-                if lanes == 8 {
-                    // Tap k of filter l sits at f[9l + k].
-                    @inline(__always) func tap(_ k: Int) -> SIMD8<Float> {
-                        SIMD8(f[k], f[9 + k], f[18 + k], f[27 + k], f[36 + k], f[45 + k], f[54 + k], f[63 + k])
+                let f = weight + co * outStep + ci * inStep
+                // w_k: tap k of the lanes' filters, one SIMD per tap.
+                @inline(__always) func tap(_ k: Int) -> SIMD8<Float> {
+                    let t = flipped ? 8 - k : k
+                    if lanes == 8 {
+                        return SIMD8(
+                            f[t], f[inStep + t], f[2 * inStep + t], f[3 * inStep + t], f[4 * inStep + t],
+                            f[5 * inStep + t], f[6 * inStep + t], f[7 * inStep + t])
                     }
-                    (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (
-                        tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8)
-                    )
-                } else {
-                    for l in 0..<lanes {
-                        let g = f + 9 * l
-                        (w0[l], w1[l], w2[l], w3[l], w4[l], w5[l]) = (g[0], g[1], g[2], g[3], g[4], g[5])
-                        (w6[l], w7[l], w8[l]) = (g[6], g[7], g[8])
-                    }
+                    var w = SIMD8<Float>()
+                    for l in 0..<lanes { w[l] = f[l * inStep + t] }
+                    return w
                 }
+                let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (
+                    tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8)
+                )
                 // t = G·w (6×3), column by column ...
                 let t0 = Self.filterTransform(w0, w3, w6)
                 let t1 = Self.filterTransform(w1, w4, w7)
@@ -87,7 +133,6 @@ struct Winograd3x3: @unchecked Sendable {
                 ci += lanes
             }
         }
-        self.u = u
     }
 
     /// G·(a, b, c) for Winograd's G of F(4×4, 3×3):
@@ -127,57 +172,85 @@ struct Winograd3x3: @unchecked Sendable {
     ) {
         let compute = compute.now()
         let grid = TileGrid(rowMap: rowMap, colMap: colMap)
-        let (oh, ow, tilesX, tiles) = (grid.outHeight, grid.outWidth, grid.tilesX, grid.tiles)
+        let (oh, ow, tiles) = (grid.outHeight, grid.outWidth, grid.tiles)
         let block = Self.blockSize(tiles: tiles, tilesPerBlock: tilesPerBlock, threads: compute.threads)
         let blocks = (tiles + block - 1) / block
         let cin = inChannels
         let cout = outChannels
         let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
-        compute.forSlices(blocks) { _, range in
-            let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
-            let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
-            let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-            let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-            defer {
-                v.deallocate()
-                m.deallocate()
-                rowsA.deallocate()
-                rowsB.deallocate()
+        withFilters(compute: compute) { u in
+            if tiles <= tilesPerBlock {
+                forwardByPosition(input, grid: grid, filters: u, into: output, compute: compute)
+                return
             }
-            rmap.withUnsafeBufferPointer { rmap in
-                cmap.withUnsafeBufferPointer { cmap in
-                    for b in range {
-                        let t0 = b * block
-                        let n = min(block, tiles - t0)
-                        // A block is a run of tiles in row-major order: walk it one tile-row segment at a time.
-                        var t = t0
-                        while t < t0 + n {
-                            let ty = t / tilesX
-                            let tx0 = t - ty * tilesX
-                            let tx1 = min(tilesX, tx0 + (t0 + n - t))
-                            Self.inputTransform(
-                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
-                                into: v, scratch: (rowsA, rowsB))
-                            t += tx1 - tx0
-                        }
-                        for xi in 0..<36 {
-                            BLAS.sgemm(
-                                m: cout, n: n, k: cin, a: u.data + xi * cout * cin, lda: cin,
-                                b: v + xi * cin * block, ldb: block, c: m + xi * cout * block, ldc: block)
-                        }
-                        t = t0
-                        while t < t0 + n {
-                            let ty = t / tilesX
-                            let tx0 = t - ty * tilesX
-                            let tx1 = min(tilesX, tx0 + (t0 + n - t))
-                            outputTransform(
-                                m, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block, oh: oh, ow: ow, into: output,
-                                scratch: rowsA)
-                            t += tx1 - tx0
+            compute.forSlices(blocks) { _, range in
+                let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
+                let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
+                let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+                let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+                defer {
+                    v.deallocate()
+                    m.deallocate()
+                    rowsA.deallocate()
+                    rowsB.deallocate()
+                }
+                rmap.withUnsafeBufferPointer { rmap in
+                    cmap.withUnsafeBufferPointer { cmap in
+                        for b in range {
+                            let t0 = b * block
+                            let n = min(block, tiles - t0)
+                            grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
+                                Self.inputTransform(
+                                    input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block, into: v,
+                                    scratch: (rowsA, rowsB))
+                            }
+                            for xi in 0..<36 {
+                                BLAS.sgemm(
+                                    m: cout, n: n, k: cin, a: u + xi * cout * cin, lda: cin,
+                                    b: v + xi * cin * block, ldb: block, c: m + xi * cout * block, ldc: block)
+                            }
+                            grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
+                                outputTransform(
+                                    m, ty: ty, tx: tx, column: column, ld: block, oh: oh, ow: ow, into: output,
+                                    scratch: rowsA)
+                            }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// The forward when every tile fits one block (a small image's residual blocks: 64 tiles at 32×32): the
+    /// tiles' transforms are shared out by tile row, and the 36 GEMMs by position ξ, each as wide as the image,
+    /// so that each worker reads and packs only its share of U instead of all of it.
+    private func forwardByPosition(
+        _ input: Planes, grid: TileGrid, filters u: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>,
+        compute: Compute
+    ) {
+        let (tiles, tilesX, cin, cout) = (grid.tiles, grid.tilesX, inChannels, outChannels)
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * tiles)
+        let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * tiles)
+        defer {
+            v.deallocate()
+            m.deallocate()
+        }
+        grid.forTileRows(compute: compute) { ty, rmap, cmap, scratch in
+            Self.inputTransform(
+                input, rmap: rmap, cmap: cmap, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles, into: v,
+                scratch: scratch)
+        }
+        compute.forSlices(36) { _, positions in
+            for xi in positions {
+                BLAS.sgemm(
+                    m: cout, n: tiles, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * cin * tiles, ldb: tiles,
+                    c: m + xi * cout * tiles, ldc: tiles)
+            }
+        }
+        grid.forTileRows(compute: compute) { ty, _, _, scratch in
+            outputTransform(
+                m, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles, oh: grid.outHeight, ow: grid.outWidth,
+                into: output, scratch: scratch.0)
         }
     }
 
@@ -299,7 +372,8 @@ struct Winograd3x3: @unchecked Sendable {
     /// dW [Cout, Cin, 3, 3] += Σ_tiles Gᵀ [(A dy Aᵀ) ⊙ (Bᵀ d B)] G: the forward's algorithm transposed
     /// (F(3×3, 4×4): from L = Σ dY ⊙ Aᵀ[(G g Gᵀ) ⊙ V]A, ∂L/∂g = Gᵀ[(A dY Aᵀ) ⊙ V]G). The sum over tiles runs
     /// in the transformed domain as 36 GEMMs per block, Ŵ[ξ] [Cout, Cin] += Ŷ[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin],
-    /// a quarter of im2col's multiplications; each worker sums into its own Ŵ, added in worker order.
+    /// a quarter of im2col's multiplications; each worker sums into its own Ŵ, added in worker order as Gᵀ·G
+    /// reads them.
     /// `rowMap`/`colMap` are the forward's padded maps, dY [Cout, Ho, Wo].
     static func accumulateWeightGradient(
         _ input: Planes, rowMap: [Int32], colMap: [Int32], outputGradient dY: UnsafePointer<Float>,
@@ -312,13 +386,38 @@ struct Winograd3x3: @unchecked Sendable {
         let block = blockSize(
             tiles: tiles, tilesPerBlock: tilesPerBlock(inChannels: cin, outChannels: cout), threads: compute.threads)
         let blocks = (tiles + block - 1) / block
-        let workers = min(compute.threads, blocks)
         let size = 36 * cout * cin
+        // When every tile fits one block, the GEMMs are shared out by position ξ and sum over every tile: one Ŵ.
+        let byPosition = tiles <= tilesPerBlock(inChannels: cin, outChannels: cout)
+        let workers = byPosition ? 1 : min(compute.threads, blocks)
+        // Each worker's first block writes its Ŵ (every worker has one): no zero-filling.
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * size)
-        partials.initialize(repeating: 0, count: workers * size)
         defer { partials.deallocate() }
+        if byPosition {
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * tiles)
+            let yhat = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * tiles)
+            defer {
+                v.deallocate()
+                yhat.deallocate()
+            }
+            grid.forTileRows(compute: compute) { ty, rmap, cmap, scratch in
+                inputTransform(
+                    input, rmap: rmap, cmap: cmap, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles, into: v,
+                    scratch: scratch)
+                gradientTransform(
+                    dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles,
+                    into: yhat, scratch: scratch)
+            }
+            compute.forSlices(36) { _, positions in
+                for xi in positions {
+                    BLAS.sgemm(
+                        m: cout, n: cin, k: tiles, a: yhat + xi * cout * tiles, lda: tiles, b: v + xi * cin * tiles,
+                        ldb: tiles, transposeB: true, c: partials + xi * cout * cin, ldc: cin)
+                }
+            }
+        }
         let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
-        compute.forSlices(blocks) { worker, range in
+        compute.forSlices(byPosition ? 0 : blocks) { worker, range in
             let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
             let yhat = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
             let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
@@ -335,50 +434,41 @@ struct Winograd3x3: @unchecked Sendable {
                     for b in range {
                         let t0 = b * block
                         let n = min(block, tiles - t0)
-                        var t = t0
-                        while t < t0 + n {
-                            let ty = t / tilesX
-                            let tx0 = t - ty * tilesX
-                            let tx1 = min(tilesX, tx0 + (t0 + n - t))
+                        grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
                             inputTransform(
-                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx0..<tx1, column: t - t0, ld: block,
+                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block,
                                 into: v, scratch: (rowsA, rowsB))
                             gradientTransform(
-                                dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: tx0..<tx1, column: t - t0,
+                                dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: tx, column: column,
                                 ld: block, into: yhat, scratch: (rowsA, rowsB))
-                            t += tx1 - tx0
                         }
                         for xi in 0..<36 {
                             BLAS.sgemm(
                                 m: cout, n: cin, k: n, a: yhat + xi * cout * block, lda: block,
                                 b: v + xi * cin * block, ldb: block, transposeB: true, c: acc + xi * cout * cin,
-                                ldc: cin, accumulate: true)
+                                ldc: cin, accumulate: b > range.lowerBound)
                         }
                     }
                 }
             }
         }
-        // Ŵ = Σ_worker Ŵ_worker, in worker order, into the first worker's.
-        if workers > 1 {
-            compute.forSlices(size) { _, slice in
-                for i in slice {
-                    var s = partials[i]
-                    for k in 1..<workers { s += partials[k * size + i] }
-                    partials[i] = s
-                }
-            }
-        }
-        // dW[co, ci] += Gᵀ Ŵ G: Gᵀ down the six rows of ξ (6 → 3), then across (6 → 3), every ci at once.
+        // dW[co, ci] += Gᵀ Ŵ G with Ŵ = Σ_worker Ŵ_worker (in worker order): Gᵀ down the six rows of ξ (6 → 3),
+        // then across (6 → 3), every ci at once.
         let pairs = cout * cin
         compute.forEach(cout) { co in
             let t = UnsafeMutablePointer<Float>.allocate(capacity: 18 * cin)
             defer { t.deallocate() }
             for j in 0..<6 {
                 let z = (0..<6).map { i in UnsafePointer(partials + (6 * i + j) * pairs + co * cin) }
+                @inline(__always) func sum(_ i: Int, _ ci: Int) -> Float {
+                    var s = z[i][ci]
+                    for k in 1..<workers { s += z[i][k * size + ci] }
+                    return s
+                }
                 let (t0, t1, t2) = (t + j * cin, t + (6 + j) * cin, t + (12 + j) * cin)
                 for ci in 0..<cin {
                     (t0[ci], t1[ci], t2[ci]) = Self.gradientOfFilterTransform(
-                        z[0][ci], z[1][ci], z[2][ci], z[3][ci], z[4][ci], z[5][ci])
+                        sum(0, ci), sum(1, ci), sum(2, ci), sum(3, ci), sum(4, ci), sum(5, ci))
                 }
             }
             let dst = dW + co * cin * 9
@@ -485,4 +575,66 @@ struct TileGrid {
 
     var tiles: Int { tilesY * tilesX }
     var rowScratch: Int { 6 * (4 * tilesX + 2) }
+
+    /// A block of tiles is a run in row-major order: runs `body(ty, tx, column)` for each of its
+    /// tile-row segments, tiles (ty, tx) at columns column ..< column + tx.count of the block.
+    func forSegments(of block: Range<Int>, _ body: (_ ty: Int, _ tx: Range<Int>, _ column: Int) -> Void) {
+        var t = block.lowerBound
+        while t < block.upperBound {
+            let ty = t / tilesX
+            let tx0 = t - ty * tilesX
+            let tx1 = min(tilesX, tx0 + (block.upperBound - t))
+            body(ty, tx0..<tx1, t - block.lowerBound)
+            t += tx1 - tx0
+        }
+    }
+
+    /// Runs `body(ty, rowMap, colMap, scratch)` for every tile row, the rows shared out among the workers,
+    /// each with two row scratch buffers of its own.
+    func forTileRows(
+        compute: Compute,
+        _ body: (
+            Int, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>,
+            (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+        ) -> Void
+    ) {
+        compute.forSlices(tilesY) { _, rows in
+            let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+            let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+            defer {
+                rowsA.deallocate()
+                rowsB.deallocate()
+            }
+            rowMap.withUnsafeBufferPointer { rmap in
+                colMap.withUnsafeBufferPointer { cmap in
+                    for ty in rows { body(ty, rmap, cmap, (rowsA, rowsB)) }
+                }
+            }
+        }
+    }
+}
+
+/// One buffer for the transformed filters of the Winograd layers that transform theirs at each call
+/// (`Conv2D(winogradScratch:)`): a network's layers run one at a time, so one layer's U at a time is
+/// enough. A lock makes a second caller wait rather than overwrite the filters being read.
+public final class WinogradScratch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer: UnsafeMutablePointer<Float>?
+    private var capacity = 0
+
+    public init() {}
+
+    /// Runs `body` with `count` floats of the buffer, grown if need be, held for the call.
+    func with(count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        if count > capacity {
+            buffer?.deallocate()
+            buffer = .allocate(capacity: count)
+            capacity = count
+        }
+        body(buffer!)
+    }
+
+    deinit { buffer?.deallocate() }
 }

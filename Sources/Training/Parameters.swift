@@ -33,6 +33,8 @@ final class TrainableNetwork {
 
     /// How the convolutions run (`.exact` or `.automatic`, which takes Winograd where it is faster).
     let algorithm: Conv2D.Algorithm
+    /// The Winograd layers' filters, transformed at each use: the weights change after every step.
+    private let filters = WinogradScratch()
 
     /// Copies `weights` (reference names) into parameters of its own.
     init(layers: [Layer], weights: [String: Tensor], algorithm: Conv2D.Algorithm = .exact) {
@@ -41,7 +43,9 @@ final class TrainableNetwork {
         parameters = Layer.parameterShapes(of: layers).map { p in
             Parameter(name: p.name, value: weights[p.name]!.copy())
         }
-        built = Network(layers: layers, weights: Self.values(parameters), trainable: true, algorithm: algorithm)
+        built = Network(
+            layers: layers, weights: Self.values(parameters), trainable: true, algorithm: algorithm,
+            winogradScratch: filters)
     }
 
     /// The current values by reference name (the tensors themselves, not copies).
@@ -53,9 +57,9 @@ final class TrainableNetwork {
 
     /// Rebuilds every kernel from the current values, so none is stale.
     func refresh() {
-        // The old forms go first: with Winograd filters a generator's are hundreds of MB.
         built = nil
-        built = Network(layers: layers, weights: weights, trainable: true, algorithm: algorithm)
+        built = Network(
+            layers: layers, weights: weights, trainable: true, algorithm: algorithm, winogradScratch: filters)
     }
 
     func zeroGradients() {

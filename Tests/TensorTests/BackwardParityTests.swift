@@ -32,45 +32,86 @@ import Testing
         var algorithms: [Conv2D.Algorithm] = [.automatic, .im2col]
         if weight.shape[2] == 3 && stride == 1 { algorithms.append(.winograd) }
         if stride == 1 && weight.shape[2] > 1 { algorithms.append(.kn2row) }
+        // Each with filters kept and (for the Winograd layers) transformed at each call, as in training.
         for algorithm in algorithms {
-            let conv = Conv2D(weight: weight, bias: bias, stride: stride, algorithm: algorithm, trainable: true)
-            expectClose(conv(x, padding: padding, compute: compute), try f.tensor("output"), "forward \(algorithm)")
+            for scratch in [nil, WinogradScratch()] {
+                let conv = Conv2D(
+                    weight: weight, bias: bias, stride: stride, algorithm: algorithm, trainable: true,
+                    winogradScratch: scratch)
+                expectClose(conv(x, padding: padding, compute: compute), try f.tensor("output"), "forward \(algorithm)")
 
-            let dX = Tensor(shape: x.shape)
-            dX.fill(.nan)  // overwritten, not accumulated
-            conv.inputGradient(
-                dY.data, inputHeight: h, inputWidth: w, padding: padding, into: dX.data, compute: compute)
-            expectClose(dX, try f.tensor("grad_input"), "grad_input \(algorithm)")
+                let dX = Tensor(shape: x.shape)
+                dX.fill(.nan)  // overwritten, not accumulated
+                conv.inputGradient(
+                    dY.data, inputHeight: h, inputWidth: w, padding: padding, into: dX.data, compute: compute)
+                expectClose(dX, try f.tensor("grad_input"), "grad_input \(algorithm)")
 
-            // Accumulated: start from 1.
-            let dW = Tensor(shape: weight.shape)
-            let dB = Tensor(shape: bias.shape)
-            dW.fill(1)
-            dB.fill(1)
-            conv.accumulateWeightGradient(
-                input: Planes(x), inputHeight: h, inputWidth: w, padding: padding, outputGradient: dY.data,
-                weightGradient: dW.data, biasGradient: dB.data, compute: compute)
-            expectClose(dW, try f.tensor("grad_weight").plus(1), "grad_weight \(algorithm)")
-            expectClose(dB, try f.tensor("grad_bias").plus(1), "grad_bias \(algorithm)")
+                // Accumulated: start from 1.
+                let dW = Tensor(shape: weight.shape)
+                let dB = Tensor(shape: bias.shape)
+                dW.fill(1)
+                dB.fill(1)
+                conv.accumulateWeightGradient(
+                    input: Planes(x), inputHeight: h, inputWidth: w, padding: padding, outputGradient: dY.data,
+                    weightGradient: dW.data, biasGradient: dB.data, compute: compute)
+                expectClose(dW, try f.tensor("grad_weight").plus(1), "grad_weight \(algorithm)")
+                expectClose(dB, try f.tensor("grad_bias").plus(1), "grad_bias \(algorithm)")
+            }
         }
     }
 
-    /// Winograd's weight gradient on the residual blocks' shape (256 channels at 64², the sum over 256 tiles)
-    /// and odd sizes, against im2col's, which the fixtures pin to PyTorch.
+    /// Winograd's weight and data gradients (filters transformed per call, as in training) on the residual
+    /// blocks' shape (256 channels at 64², more tiles than one block holds) and odd sizes (one block, GEMMs by
+    /// position ξ), against im2col's, which the fixtures pin to PyTorch.
     @Test(arguments: [(256, 64, 64), (64, 37, 29), (32, 5, 3), (48, 2, 9)])
-    func winogradWeightGradientMatchesIm2col(_ shape: (Int, Int, Int)) {
+    func winogradGradientsMatchIm2col(_ shape: (Int, Int, Int)) {
         let (c, h, w) = shape
         let x = Tensor.random([1, c, h, w], seed: 1)
         let weight = Tensor.random([c, c, 3, 3], seed: 2, scale: 0.1)
         let dY = Tensor.random([c, h, w], seed: 3)
-        func gradient(_ algorithm: Conv2D.Algorithm) -> Tensor {
+        func gradients(_ algorithm: Conv2D.Algorithm) -> (dW: Tensor, dX: Tensor) {
+            let conv = Conv2D(
+                weight: weight, bias: nil, stride: 1, algorithm: algorithm, trainable: true,
+                winogradScratch: WinogradScratch())
             let dW = Tensor(shape: weight.shape)
-            Conv2D(weight: weight, bias: nil, stride: 1, algorithm: algorithm).accumulateWeightGradient(
+            conv.accumulateWeightGradient(
                 input: Planes(x), inputHeight: h, inputWidth: w, padding: .reflect(1), outputGradient: dY.data,
                 weightGradient: dW.data, biasGradient: nil, compute: compute)
-            return dW
+            let dX = Tensor(shape: x.shape)
+            conv.inputGradient(
+                dY.data, inputHeight: h, inputWidth: w, padding: .reflect(1), into: dX.data, compute: compute)
+            return (dW, dX)
         }
-        expectClose(gradient(.winograd), gradient(.im2col), "dW")
+        let (fast, exact) = (gradients(.winograd), gradients(.exact))
+        expectClose(fast.dW, exact.dW, "dW")
+        expectClose(fast.dX, exact.dX, "dX")
+    }
+
+    /// Filters transformed at each call (training's layers) give the same forward and data gradient, bit for
+    /// bit, as filters kept from construction; channel counts that differ and are not multiples of 8 catch a
+    /// transposed or partial read of the flipped filters.
+    @Test(arguments: [Padding.reflect(1), .zero(1)])
+    func winogradFiltersPerCallMatchKept(_ padding: Padding) {
+        let (cin, cout, h, w) = (40, 72, 13, 10)
+        let x = Tensor.random([1, cin, h, w], seed: 1)
+        let weight = Tensor.random([cout, cin, 3, 3], seed: 2, scale: 0.1)
+        let bias = Tensor.random([cout], seed: 4)
+        let dY = Tensor.random([cout, h, w], seed: 3)
+        let kept = Conv2D(weight: weight, bias: bias, stride: 1, trainable: true)
+        let perCall = Conv2D(weight: weight, bias: bias, stride: 1, trainable: true, winogradScratch: WinogradScratch())
+        #expect(perCall.winograd != nil)
+        guard case .flippedWinograd = perCall.inputGradientForm else {
+            Issue.record("the data gradient does not run Winograd from the weight")
+            return
+        }
+        func dX(_ conv: Conv2D) -> [Float] {
+            let d = Tensor(shape: x.shape)
+            conv.inputGradient(dY.data, inputHeight: h, inputWidth: w, padding: padding, into: d.data, compute: compute)
+            return d.array
+        }
+        #expect(
+            perCall(x, padding: padding, compute: compute).array == kept(x, padding: padding, compute: compute).array)
+        #expect(dX(perCall) == dX(kept))
     }
 
     @Test(arguments: fixtures("kernels", op: "conv_transpose2d"))
