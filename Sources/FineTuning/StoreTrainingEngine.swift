@@ -80,20 +80,17 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
         }
     }
 
-    /// About what a run holds: weights with their gradients and Adam moments (16 bytes a parameter),
-    /// the generators' Winograd filters (forward and data-gradient sets, 4× a 3×3 weight each), what
-    /// the process holds anyway, and activations by the crop's pixels. Calibrated against peak RSS at
-    /// 128² and 256² (docs/TRAINING.md).
+    /// About what a run holds: the four networks' weights with their gradients and Adam moments
+    /// (16 bytes a parameter), the scratch, tapes and libraries of any run, and the activations,
+    /// by the crop's pixels and the networks' width. Calibrated against peak RSS at 128² and 256²
+    /// (docs/TRAINING.md: 718 and 1041 MiB for the reference networks).
     static func bytes(_ options: TrainingOptions) -> Int {
         let generator = Layer.parameterShapes(of: options.generatorArchitecture.sequential)
         let discriminator = Layer.parameterShapes(of: options.discriminatorArchitecture(channels: 3).sequential)
         let parameters = (generator + discriminator).reduce(0) { $0 + $1.shape.reduce(1, *) }
-        let filters =
-            options.exactConv
-            ? 0 : generator.filter { $0.shape.count == 4 && $0.shape[2] == 3 }.reduce(0) { $0 + $1.shape.reduce(1, *) }
         let pixels = options.cropSize * options.cropSize * options.batchSize
         let widthScale = Double(options.ngf) / 64
-        return 2 * 16 * parameters + 2 * 32 * filters + (512 << 20) + Int(7000 * widthScale * Double(pixels))
+        return 2 * 16 * parameters + (192 << 20) + Int(6900 * widthScale * Double(pixels))
     }
 
     private func dataset(_ request: FineTuneRequest, options: TrainingOptions) throws -> UnalignedDataset {
