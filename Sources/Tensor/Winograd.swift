@@ -177,7 +177,6 @@ struct Winograd3x3: @unchecked Sendable {
         let blocks = (tiles + block - 1) / block
         let cin = inChannels
         let cout = outChannels
-        let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
         withFilters(compute: compute) { u in
             if tiles <= tilesPerBlock {
                 forwardByPosition(input, grid: grid, filters: u, into: output, compute: compute)
@@ -186,16 +185,13 @@ struct Winograd3x3: @unchecked Sendable {
             compute.forSlices(blocks) { _, range in
                 let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
                 let m = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
-                let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-                let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
                 defer {
                     v.deallocate()
                     m.deallocate()
-                    rowsA.deallocate()
-                    rowsB.deallocate()
                 }
-                rmap.withUnsafeBufferPointer { rmap in
-                    cmap.withUnsafeBufferPointer { cmap in
+                grid.withWorkerScratch { rmap, cmap, rows in
+                    let (rowsA, rowsB) = rows
+                    do {
                         for b in range {
                             let t0 = b * block
                             let n = min(block, tiles - t0)
@@ -416,21 +412,17 @@ struct Winograd3x3: @unchecked Sendable {
                 }
             }
         }
-        let (rmap, cmap, rowScratch) = (grid.rowMap, grid.colMap, grid.rowScratch)
         compute.forSlices(byPosition ? 0 : blocks) { worker, range in
             let v = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cin * block)
             let yhat = UnsafeMutablePointer<Float>.allocate(capacity: 36 * cout * block)
-            let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-            let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
             defer {
                 v.deallocate()
                 yhat.deallocate()
-                rowsA.deallocate()
-                rowsB.deallocate()
             }
             let acc = partials + worker * size
-            rmap.withUnsafeBufferPointer { rmap in
-                cmap.withUnsafeBufferPointer { cmap in
+            grid.withWorkerScratch { rmap, cmap, rows in
+                let (rowsA, rowsB) = rows
+                do {
                     for b in range {
                         let t0 = b * block
                         let n = min(block, tiles - t0)
@@ -599,17 +591,27 @@ struct TileGrid {
         ) -> Void
     ) {
         compute.forSlices(tilesY) { _, rows in
-            let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-            let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-            defer {
-                rowsA.deallocate()
-                rowsB.deallocate()
+            withWorkerScratch { rmap, cmap, scratch in
+                for ty in rows { body(ty, rmap, cmap, scratch) }
             }
-            rowMap.withUnsafeBufferPointer { rmap in
-                colMap.withUnsafeBufferPointer { cmap in
-                    for ty in rows { body(ty, rmap, cmap, (rowsA, rowsB)) }
-                }
-            }
+        }
+    }
+
+    /// Runs `body(rowMap, colMap, scratch)` with one worker's two row buffers of input tiles.
+    func withWorkerScratch(
+        _ body: (
+            UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>,
+            (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+        ) -> Void
+    ) {
+        let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+        let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
+        defer {
+            rowsA.deallocate()
+            rowsB.deallocate()
+        }
+        rowMap.withUnsafeBufferPointer { rmap in
+            colMap.withUnsafeBufferPointer { cmap in body(rmap, cmap, (rowsA, rowsB)) }
         }
     }
 }
