@@ -221,7 +221,11 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
         } catch let error as ImagingError {
             throw DaemonError(.unreadableImage, "\(base): \(error.reason); it was not kept")
         }
-        try DurableFile.write(bytes, to: folder.appendingPathComponent(base).path)
+        // The checked file itself joins the folder (written and synced once).
+        guard rename(temporary.path, folder.appendingPathComponent(base).path) == 0 else {
+            throw DaemonError(.internal, "cannot keep \(base) in \(folder.path): \(String(cString: strerror(errno)))")
+        }
+        try DurableFile.syncFolder(folder.path)
         let names = (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
         return names.filter { !$0.hasPrefix(".") }.count
     }
