@@ -94,18 +94,16 @@ final class ServeProcess {
         }
     }
 
-    /// Waits for READY=1 (other messages, e.g. STATUS=, are skipped).
-    func waitReady() -> Bool {
-        for _ in 0..<200 {
-            guard let message = notify.receive() else { return false }
-            if message.contains("READY=1") { return true }
-        }
-        return false
-    }
+    /// Waits for READY=1; other messages are skipped, however many come first (a daemon that
+    /// recovers a full work/ sends a STATUS= line per image before it is ready). False after 30 s,
+    /// or after 5 s of silence.
+    func waitReady() -> Bool { waitFor("READY=1") != nil }
 
-    /// The next notify message that contains `fragment` (others are skipped); nil after 5 s of silence.
+    /// The next notify message that contains `fragment` (others are skipped); nil after 30 s, or
+    /// after 5 s of silence.
     func waitFor(_ fragment: String) -> String? {
-        for _ in 0..<500 {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
             guard let message = notify.receive() else { return nil }
             if message.contains(fragment) { return message }
         }
