@@ -116,14 +116,19 @@ extension CtlCommand {
                 guard !names.isEmpty else { throw CtlFailure(code: 64, message: "\(folder) has no images") }
                 var sent = 0
                 var refused = 0
+                // The daemon empties the domain's folder on the first image it receives (kept or
+                // not), so that no earlier upload trains along; a file this user cannot read is
+                // never sent and must not take that flag with it.
+                var cleared = false
                 for name in names {
                     guard let bytes = FileManager.default.contents(atPath: folder + "/" + name) else {
+                        FileHandle.standardError.write(Data("skipped \(folder)/\(name): cannot read it\n".utf8))
                         refused += 1
                         continue
                     }
                     let fields: [String: JSONValue] = [
                         "model": .string(model), "domain": .string(domain), "name": .string(name),
-                        "clear": .bool(sent + refused == 0),
+                        "clear": .bool(!cleared),
                     ]
                     do {
                         _ = try options.call("training_data", fields, payload: bytes)
@@ -132,6 +137,7 @@ extension CtlCommand {
                         FileHandle.standardError.write(Data("skipped \(folder)/\(name): \(failure.message)\n".utf8))
                         refused += 1
                     }
+                    cleared = true
                 }
                 FileHandle.standardError.write(
                     Data("sent \(sent) images of domain \(domain)\(refused > 0 ? " (\(refused) skipped)" : "")\n".utf8))

@@ -398,6 +398,37 @@ import Training
         try Self.wait(daemon) { ($0["state"]?.string ?? "") == "running" }
         #expect(try daemon.client().call("training", ["action": .string("stop"), "publish": .bool(false)]).ok)
         try Self.wait(daemon)
+
+        // A second upload replaces the first, even when the files that sort first are one nobody
+        // cannot read and one that is not an image: both are skipped with a word, and only this
+        // upload's images train.
+        let second = TempDir("nobody-second", mode: 0o700)
+        for domain in ["trainA", "trainB"] {
+            try FileManager.default.createDirectory(atPath: second.file(domain), withIntermediateDirectories: true)
+            for name in try allImages(domain).prefix(2) {
+                try FileManager.default.copyItem(
+                    atPath: Self.data + "/" + domain + "/" + name, toPath: second.file(domain + "/" + name))
+            }
+            try FileManager.default.copyItem(
+                atPath: Self.data + "/" + domain + "/" + (try firstImage(domain)),
+                toPath: second.file(domain + "/0-closed.png"))
+            try Data("not an image\n".utf8).write(to: URL(fileURLWithPath: second.file(domain + "/1-notes.txt")))
+        }
+        _ = try runProcess("/bin/chown", ["-R", "nobody:nogroup", second.path])
+        #expect(chmod(second.file("trainA/0-closed.png"), 0) == 0 && chmod(second.file("trainB/0-closed.png"), 0) == 0)
+        let replaced = try asNobody([
+            "finetune", "synth", "--dataroot", second.path, "--upload", "--max_iters", "1", "--crop_size", "32",
+            "--load_size", "36",
+        ])
+        #expect(replaced.status == 0, "\(replaced.output)\(replaced.error)")
+        #expect(replaced.error.contains("0-closed.png: cannot read it"), "\(replaced.error)")
+        #expect(replaced.error.contains("1-notes.txt: unreadable_image"), "\(replaced.error)")
+        for domain in ["trainA", "trainB"] {
+            let kept = try FileManager.default.contentsOfDirectory(
+                atPath: daemon.modelsPath + "/synth/training/data/" + domain)
+            #expect(Set(kept) == Set(try allImages(domain).prefix(2)), "\(domain): \(kept.sorted())")
+        }
+        try Self.wait(daemon)
     }
 
     /// A daemon whose own user cannot read the client's folder (as a system service with
