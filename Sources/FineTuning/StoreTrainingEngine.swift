@@ -165,7 +165,7 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
             case .maxIters: "max_iters reached"
             case .stopped: "stopped"
             }
-        return "\(ending) after \(summary.iterations) iterations"
+        return "\(ending) at iteration \(summary.iterations)"
             + (summary.version.map { "; published as version \($0)" } ?? "; checkpointed, not published")
     }
 

@@ -26,6 +26,31 @@ public final class Trainer {
     private weak var observer: TrainingObserver?
     private let lock: RunLock
 
+    /// The layers of a network made fresh: its sibling's shape when the model has one (G_B
+    /// mirrors G_A, D_B mirrors D_A, with the plain norms of the reference's `instance`), else
+    /// the options'. G_A maps input_nc to output_nc and G_B back; D_A judges B, D_B judges A.
+    static func freshArchitecture(_ role: NetworkRole, options: TrainingOptions, beside manifest: ModelManifest?)
+        -> [Layer]
+    {
+        switch role {
+        case .generatorA, .generatorB:
+            let sibling = role == .generatorA ? NetworkRole.generatorB : .generatorA
+            var g = manifest?[sibling]?.architecture.generator ?? options.generatorArchitecture
+            g.affine = false
+            (g.inputChannels, g.outputChannels) =
+                role == .generatorA ? (options.inputNC, options.outputNC) : (options.outputNC, options.inputNC)
+            return g.sequential
+        case .discriminatorA, .discriminatorB:
+            let sibling = role == .discriminatorA ? NetworkRole.discriminatorB : .discriminatorA
+            let channels = role == .discriminatorA ? options.outputNC : options.inputNC
+            var d =
+                manifest?[sibling]?.architecture.discriminator ?? options.discriminatorArchitecture(channels: channels)
+            d.affine = false
+            d.inputChannels = channels
+            return d.sequential
+        }
+    }
+
     /// - Parameter compute: the threads the kernels use (the daemon passes its long-job share, which
     ///   yields to images inside a layer); nil: `--threads`.
     public init(_ request: TrainingRequest, observer: TrainingObserver?, compute: Compute? = nil) throws {
@@ -65,6 +90,9 @@ public final class Trainer {
                     "the checkpoint of \(request.name) was written by a newer cyclegand; upgrade to resume it")
             }
             // The checkpoint's options, except those a resumed run may change and the user gave.
+            let conflicts = request.options.resumeProblems(
+                checkpoint: s.options, given: request.given, model: request.name)
+            if !conflicts.isEmpty { throw TrainingError.badOptions(conflicts) }
             var merged = s.options
             for key in request.given.intersection(resumableOptions) {
                 merged.take(key, from: request.options)
@@ -73,6 +101,10 @@ public final class Trainer {
             saved = s
         } else {
             saved = nil
+            if let manifest {
+                let conflicts = options.fit(to: manifest, given: request.given, model: request.name)
+                if !conflicts.isEmpty { throw TrainingError.badOptions(conflicts) }
+            }
         }
         let problems = options.problems()
         if !problems.isEmpty { throw TrainingError.badOptions(problems) }
@@ -121,13 +153,7 @@ public final class Trainer {
                 }
             }
             initialised.append(role.rawValue)
-            let layers =
-                generator
-                ? options.generatorArchitecture.sequential
-                : options.discriminatorArchitecture(
-                    channels: role == .discriminatorA ? options.outputNC : options.inputNC
-                )
-                .sequential
+            let layers = Self.freshArchitecture(role, options: options, beside: manifest)
             var stream = random.derived(UInt64(NetworkRole.allCases.firstIndex(of: role)!))
             _ = random.next()
             return TrainableNetwork(

@@ -274,7 +274,9 @@ struct TrainingFollower {
             lines.append("iteration \(i)\(s.plannedIterations.map { " of \($0)" } ?? ""), \(progressLine(s))")
         }
         if let v = s.servedVersion { lines.append("serving version \(v)") }
-        if let skipped = s.skipped, skipped > 0 { lines.append("\(skipped) training images skipped as unreadable") }
+        if let skipped = s.skipped, skipped > 0 {
+            lines.append("\(skipped) training image\(skipped == 1 ? "" : "s") skipped as unreadable")
+        }
         if let m = s.message { lines.append(m) }
         return lines.joined(separator: "\n")
     }

@@ -81,6 +81,80 @@ import Testing
                     options: options), observer: nil)
         }
     }
+
+    /// A model's own networks fix a fine-tune's architecture: the networks made fresh beside them
+    /// take their shape, and options given against them are refused before anything starts. A
+    /// resumed run refuses a changed recipe, naming the option and the checkpoint's value, but
+    /// takes a changed crop (a later fine-tune may bring other photos).
+    @Test func aFineTuneKeepsTheModelsShapeAndSaysWhatItRefuses() throws {
+        let scratch = try Scratch()
+        let store = ModelStore(root: scratch.url.appendingPathComponent("models"))
+        // G_A alone: ngf 8, two residual blocks (no netG name has two).
+        _ = try ModelImporter(store: store).run(
+            ImportRequest(
+                paths: [fixture("generators/reference_generator.pth")], name: "small", domains: .init(a: "a", b: "b"),
+                role: nil, epoch: nil, note: nil, force: false))
+        let data = try DataFolder()
+        defer { data.remove() }
+        for i in 0..<2 {
+            try data.image("trainA/\(i).png", width: 40, height: 40, seed: i)
+            try data.image("trainB/\(i).png", width: 40, height: 40, seed: 10 + i)
+        }
+        func trainer(_ change: (inout TrainingOptions) -> Void, given: Set<String>) throws -> Trainer {
+            var options = TrainingOptions()
+            options.loadSize = 36
+            options.cropSize = 32
+            options.ndf = 8
+            options.maxIters = 1
+            options.threads = 2
+            change(&options)
+            return try Trainer(
+                TrainingRequest(
+                    data: .dataroot(data.path), name: "small", store: store, continueTrain: true, options: options,
+                    given: given.union(["load_size", "crop_size", "ndf", "max_iters"])), observer: nil)
+        }
+        func refusal(_ body: () throws -> Trainer) -> String {
+            do {
+                _ = try body()
+                return "accepted"
+            } catch { return "\(error)" }
+        }
+
+        let ngf = refusal { try trainer({ $0.ngf = 16 }, given: ["ngf"]) }
+        #expect(ngf.contains("--ngf 16") && ngf.contains("G_A has ngf 8"), "\(ngf)")
+        let inputs = refusal { try trainer({ $0.inputNC = 1 }, given: ["input_nc"]) }
+        #expect(inputs.contains("--input_nc 1") && inputs.contains("input_nc 3"), "\(inputs)")
+        #expect(try store.manifest("small")?[.generatorB] == nil, "a refused run changed nothing")
+
+        // Nothing said about the networks: G_B mirrors G_A (plain norms), D_A and D_B follow --ndf.
+        do {  // a run holds its model's lock until it is released
+            let first = try trainer({ _ in }, given: [])
+            #expect(first.initialised == ["G_B", "D_A", "D_B"])
+            #expect(try first.run().iterations == 1)
+        }
+        let manifest = try #require(try store.manifest("small"))
+        #expect(manifest[.generatorB]?.architecture.generator == manifest[.generatorA]?.architecture.generator)
+        #expect(manifest[.generatorB]?.architecture.generator?.blocks == 2)
+        #expect(manifest[.discriminatorA]?.architecture.discriminator?.ndf == 8)
+
+        // Resumed from its checkpoint: a changed loss weight is refused, the same one is not, and
+        // a new crop size and schedule are taken.
+        let lambda = refusal {
+            try trainer(
+                {
+                    $0.lambdaA = 5; $0.maxIters = 2
+                }, given: ["lambda_A"])
+        }
+        #expect(lambda.contains("--lambda_A 5") && lambda.contains("has lambda_A 10"), "\(lambda)")
+        #expect(lambda.contains("crop_size"), "the message lists what may change: \(lambda)")
+        let resumed = try trainer(
+            {
+                $0.lambdaA = 10; $0.cropSize = 24; $0.loadSize = 28; $0.maxIters = 2
+            }, given: ["lambda_A"])
+        #expect(resumed.options.cropSize == 24)
+        let summary = try resumed.run()
+        #expect(summary.iterations == 2 && summary.version == 3, "one more iteration, published: \(summary)")
+    }
 }
 
 /// Collects a run's messages.
