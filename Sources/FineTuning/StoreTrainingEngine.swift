@@ -49,13 +49,44 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
                 "the daemon (uid \(getuid())) cannot read \(folder); send the images over the socket "
                     + "(`cyclegand ctl finetune --upload`, or training_data)")
         }
-        // The folders are listed now: a missing, empty or imageless one fails before anything starts.
+        // The options as the run will have them (over the model's checkpoint or its networks),
+        // and the folders listed: a conflict, or a missing, empty or imageless folder, fails
+        // before anything starts.
+        let effective = try Self.badRequest { try Trainer.options(for: trainingRequest(request, options: options)) }
         do {
-            _ = try dataset(request, options: options)
+            _ = try dataset(request, options: effective)
         } catch {
             throw DaemonError(.badRequest, "\(fieldOfData(request.data)): \(error)")
         }
-        return Self.bytes(options)
+        return Self.bytes(effective)
+    }
+
+    /// What `cyclegand train --continue_train` would be asked for this request.
+    private func trainingRequest(_ request: FineTuneRequest, options: TrainingOptions) -> TrainingRequest {
+        let data: TrainingRequest.Data =
+            switch request.data {
+            case .dataroot(let root): .dataroot(root)
+            case .folders(let a, let b): .folders(a: a, b: b)
+            case .uploaded: .folders(a: uploads(request.model, "A").path, b: uploads(request.model, "B").path)
+            }
+        return TrainingRequest(
+            data: data, name: request.model, store: store, continueTrain: true, options: options,
+            given: Set(request.options.keys))
+    }
+
+    /// Runs `body`, its training errors as `bad_request` in the protocol's words ("option ngf 32: …").
+    private static func badRequest<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch TrainingError.badOptions(let problems) {
+            throw DaemonError(
+                .badRequest, problems.map { $0.replacingOccurrences(of: "--", with: "option ") }.joined(separator: "; ")
+            )
+        } catch let error as DaemonError {
+            throw error
+        } catch {
+            throw DaemonError(.badRequest, "\(error)")
+        }
     }
 
     /// The request's options over the defaults; `threads` is the daemon's to decide.
@@ -64,19 +95,11 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
             throw DaemonError(
                 .badRequest, "option 'threads': the daemon shares its cores between images and training itself")
         }
-        do {
-            let json = try JSONEncoder().encode(given)
-            let options = try TrainingOptions.overlaying(json)
+        return try badRequest {
+            let options = try TrainingOptions.overlaying(try JSONEncoder().encode(given))
             let problems = options.problems()
-            if !problems.isEmpty {
-                throw TrainingError.badOptions(problems.map { $0.replacingOccurrences(of: "--", with: "option ") })
-            }
+            if !problems.isEmpty { throw TrainingError.badOptions(problems) }
             return options
-        } catch let error as TrainingError {
-            if case .badOptions(let problems) = error {
-                throw DaemonError(.badRequest, problems.joined(separator: "; "))
-            }
-            throw DaemonError(.badRequest, "\(error)")
         }
     }
 
@@ -119,23 +142,12 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
     {
         let options = try Self.options(request.options)
         try JobFile(store: store, model: request.model).write(SavedJob(id: id, request: request))
-        let data: TrainingRequest.Data =
-            switch request.data {
-            case .dataroot(let root): .dataroot(root)
-            case .folders(let a, let b): .folders(a: a, b: b)
-            case .uploaded: .folders(a: uploads(request.model, "A").path, b: uploads(request.model, "B").path)
-            }
-        let observer = JobObserver(control: control, printFreq: options.printFreq)
-        let trainer: Trainer
-        do {
-            trainer = try Trainer(
-                TrainingRequest(
-                    data: data, name: request.model, store: store, continueTrain: true, options: options,
-                    given: Set(request.options.keys)),
-                observer: observer, compute: slot.compute)
-        } catch {
-            throw DaemonError(.badRequest, "\(error)")
+        let observer = JobObserver(control: control)
+        let trainer = try Self.badRequest {
+            try Trainer(trainingRequest(request, options: options), observer: observer, compute: slot.compute)
         }
+        // print_freq as the run has it (a checkpoint's, unless the request gave one).
+        observer.printFreq = trainer.options.printFreq
         let planned = trainer.plannedIterations
         control.progress { s in
             s.plannedIterations = planned
@@ -263,11 +275,11 @@ struct JobFile {
 /// `print_freq` images is a `training_progress` event.
 private final class JobObserver: TrainingObserver, @unchecked Sendable {
     let control: TrainingJobControl
-    let printFreq: Int
+    /// Set before the run starts, from the options it runs with.
+    var printFreq = 100
 
-    init(control: TrainingJobControl, printFreq: Int) {
+    init(control: TrainingJobControl) {
         self.control = control
-        self.printFreq = printFreq
     }
 
     func message(_ text: String) {

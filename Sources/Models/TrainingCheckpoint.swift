@@ -154,6 +154,13 @@ public struct TrainingCheckpoint: Sendable {
         }
     }
 
+    /// The state.json of the checkpoint in `folder`, read as it is: no recovery of an interrupted
+    /// write, no check of the tensors (`load` does both when the run starts). Nil when there is
+    /// none or it cannot be read.
+    public static func peekState(in folder: URL) -> Data? {
+        try? Data(contentsOf: folder.appendingPathComponent(folderName).appendingPathComponent(stateFile))
+    }
+
     // MARK: the folder
 
     static let folderName = "checkpoint"

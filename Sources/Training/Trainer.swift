@@ -26,6 +26,50 @@ public final class Trainer {
     private weak var observer: TrainingObserver?
     private let lock: RunLock
 
+    /// The options a run of `request` would train with, checked, without loading any tensor: what
+    /// a daemon answers a fine-tune request with before it queues the job.
+    public static func options(for request: TrainingRequest) throws -> TrainingOptions {
+        let folder = request.store.folder(request.name).appendingPathComponent("training")
+        let saved = try TrainingCheckpoint.peekState(in: folder).map { try decodeState($0, model: request.name) }
+        return try options(request, checkpoint: saved, manifest: try request.store.manifest(request.name))
+    }
+
+    /// A checkpoint's options, but for those a resumed run may change and the user gave; or, for
+    /// a model without one, the request's fitted to the model's networks. Every conflict and
+    /// unusable value is a `badOptions` naming the option.
+    private static func options(_ request: TrainingRequest, checkpoint: TrainingState?, manifest: ModelManifest?)
+        throws -> TrainingOptions
+    {
+        var options = request.options
+        if let checkpoint {
+            let conflicts = request.options.resumeProblems(
+                checkpoint: checkpoint.options, given: request.given, model: request.name)
+            if !conflicts.isEmpty { throw TrainingError.badOptions(conflicts) }
+            options = checkpoint.options
+            for key in request.given.intersection(resumableOptions) {
+                options.take(key, from: request.options)
+            }
+        } else if let manifest {
+            let conflicts = options.fit(to: manifest, given: request.given, model: request.name)
+            if !conflicts.isEmpty { throw TrainingError.badOptions(conflicts) }
+        }
+        let problems = options.problems()
+        if !problems.isEmpty { throw TrainingError.badOptions(problems) }
+        return options
+    }
+
+    private static func decodeState(_ data: Data, model: String) throws -> TrainingState {
+        let s: TrainingState
+        do { s = try JSONDecoder().decode(TrainingState.self, from: data) } catch {
+            throw TrainingError.damagedCheckpoint("state.json: \(error)")
+        }
+        guard s.formatVersion <= TrainingState.formatVersion else {
+            throw TrainingError.incompatible(
+                "the checkpoint of \(model) was written by a newer cyclegand; upgrade to resume it")
+        }
+        return s
+    }
+
     /// The layers of a network made fresh: its sibling's shape when the model has one (G_B
     /// mirrors G_A, D_B mirrors D_A, with the plain norms of the reference's `instance`), else
     /// the options'. G_A maps input_nc to output_nc and G_B back; D_A judges B, D_B judges A.
@@ -78,36 +122,8 @@ public final class Trainer {
                     + "(cyclegand models lists them; without --continue_train a new model is created)")
         }
 
-        var options = request.options
-        let saved: TrainingState?
-        if let checkpoint {
-            let s: TrainingState
-            do { s = try JSONDecoder().decode(TrainingState.self, from: checkpoint.state) } catch {
-                throw TrainingError.damagedCheckpoint("state.json: \(error)")
-            }
-            guard s.formatVersion <= TrainingState.formatVersion else {
-                throw TrainingError.incompatible(
-                    "the checkpoint of \(request.name) was written by a newer cyclegand; upgrade to resume it")
-            }
-            // The checkpoint's options, except those a resumed run may change and the user gave.
-            let conflicts = request.options.resumeProblems(
-                checkpoint: s.options, given: request.given, model: request.name)
-            if !conflicts.isEmpty { throw TrainingError.badOptions(conflicts) }
-            var merged = s.options
-            for key in request.given.intersection(resumableOptions) {
-                merged.take(key, from: request.options)
-            }
-            options = merged
-            saved = s
-        } else {
-            saved = nil
-            if let manifest {
-                let conflicts = options.fit(to: manifest, given: request.given, model: request.name)
-                if !conflicts.isEmpty { throw TrainingError.badOptions(conflicts) }
-            }
-        }
-        let problems = options.problems()
-        if !problems.isEmpty { throw TrainingError.badOptions(problems) }
+        let saved = try checkpoint.map { try Self.decodeState($0.state, model: request.name) }
+        let options = try Self.options(request, checkpoint: saved, manifest: manifest)
         self.options = options
         self.compute = compute ?? Compute(threads: options.threads)
 

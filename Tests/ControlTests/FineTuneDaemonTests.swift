@@ -315,6 +315,9 @@ import Training
             (["n_epochs": .number(2.5)], "'n_epochs'"),
             (["crop_size": .number(1e7)], "crop_size"),
             (["threads": .number(8)], "threads"),
+            // Against the model's own networks (its G_A is not 5 wide, nor made for grey images).
+            (["ngf": .number(5)], "option ngf 5: synth's G_A has ngf"),
+            (["input_nc": .number(1)], "option input_nc 1: synth's G_A has input_nc 3"),
         ]
         for (options, words) in optionCases {
             let reply = try Self.finetune(try idle.client(), options: options)
