@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Time the generator's forward pass in this process (used by `make bench`).",
         discussion: """
             Prints one JSON object per size: {"size", "mode", "seconds_median", "seconds_min", \
-            "gflops", "threads", "blas_core"}. The model is loaded once; each size runs once to \
+            "seconds_total" (the --repeat runs end to end), "gflops", "threads", "blas_core"}. The model is loaded once; each size runs once to \
             warm up, then --repeat times.
             """,
         shouldDisplay: false)
@@ -51,6 +51,7 @@ struct BenchCommand: ParsableCommand {
             let macs = Double(Self.multiplyAdds(generator.architecture, height: size, width: size))
             let line: [String: Any] = [
                 "size": size, "mode": mode, "seconds_median": median, "seconds_min": times[0],
+                "seconds_total": times.reduce(0, +),
                 "gflops": 2 * macs / median / 1e9, "threads": compute.threads, "blas_core": Compute.blasCore,
                 "load_seconds": loadSeconds,
             ]
