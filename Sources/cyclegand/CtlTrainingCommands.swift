@@ -27,7 +27,10 @@ extension CtlCommand {
                 images over the socket into the model's own training-data folder.
 
                 Training options take their reference names, as in `cyclegand train` (`cyclegand help \
-                train` lists them); the daemon decides the threads.
+                train` lists them); the daemon decides the threads. A resumed model keeps its recipe and \
+                a model its networks' layout: an option given against them is refused, by name, before \
+                the job starts (docs/TRAINING.md lists what a resumed run may change: the schedule, the \
+                logs and how the images are prepared).
 
                 Exit codes with --follow: 0 the job ended (schedule done, max_iters, or stopped and \
                 published), 1 it failed; and those of `cyclegand ctl`.

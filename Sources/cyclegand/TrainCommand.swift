@@ -17,7 +17,10 @@ struct TrainCommand: ParsableCommand {
             two domains, unpaired. A new --name creates a model (domains A and B unless --domains names them); \
             an existing one needs --continue_train, which resumes the model's training exactly where its \
             checkpoint left it, or, for a model that has none (an imported checkpoint set, the default \
-            modern2vintage), starts from its networks and initialises the missing ones.
+            modern2vintage), starts from its networks and initialises the missing ones in their shape. A \
+            resumed run may change the schedule, the logs, the threads and how the images are prepared; \
+            any other option given with a value other than the checkpoint's (or against the model's \
+            networks) is refused by name.
 
             While it runs: a progress line (losses, it/s, ETA); in <models-dir>/<name>/training/ the loss log \
             (loss_log.jsonl), losses.png, sample grids in samples/ and index.html (open it in a browser). \
