@@ -79,14 +79,19 @@ public final class StoreTrainingEngine: TrainingEngine, @unchecked Sendable {
         do {
             return try body()
         } catch TrainingError.badOptions(let problems) {
-            throw DaemonError(
-                .badRequest, problems.map { $0.replacingOccurrences(of: "--", with: "option ") }.joined(separator: "; ")
-            )
+            throw DaemonError(.badRequest, problems.map(protocolWords).joined(separator: "; "))
         } catch let error as DaemonError {
             throw error
         } catch {
             throw DaemonError(.badRequest, "\(error)")
         }
+    }
+
+    /// A trainer's problem in the protocol's words: "--ngf 32: … (leave --ngf out)" becomes
+    /// "option ngf 32: … (leave ngf out)", since a socket client names its options without dashes.
+    private static func protocolWords(_ problem: String) -> String {
+        let named = problem.hasPrefix("--") ? "option " + problem.dropFirst(2) : problem
+        return named.replacingOccurrences(of: "--", with: "")
     }
 
     /// The request's options over the defaults; `threads` is the daemon's to decide.
