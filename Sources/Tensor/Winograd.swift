@@ -189,28 +189,21 @@ struct Winograd3x3: @unchecked Sendable {
                     v.deallocate()
                     m.deallocate()
                 }
-                grid.withWorkerScratch { rmap, cmap, rows in
-                    let (rowsA, rowsB) = rows
-                    do {
-                        for b in range {
-                            let t0 = b * block
-                            let n = min(block, tiles - t0)
-                            grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
-                                Self.inputTransform(
-                                    input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block, into: v,
-                                    scratch: (rowsA, rowsB))
-                            }
-                            for xi in 0..<36 {
-                                BLAS.sgemm(
-                                    m: cout, n: n, k: cin, a: u + xi * cout * cin, lda: cin,
-                                    b: v + xi * cin * block, ldb: block, c: m + xi * cout * block, ldc: block)
-                            }
-                            grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
-                                outputTransform(
-                                    m, ty: ty, tx: tx, column: column, ld: block, oh: oh, ow: ow, into: output,
-                                    scratch: rowsA)
-                            }
-                        }
+                grid.forBlocks(range, of: block) { tiles, _, rmap, cmap, rows in
+                    grid.forSegments(of: tiles) { ty, tx, column in
+                        Self.inputTransform(
+                            input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block, into: v,
+                            scratch: rows)
+                    }
+                    for xi in 0..<36 {
+                        BLAS.sgemm(
+                            m: cout, n: tiles.count, k: cin, a: u + xi * cout * cin, lda: cin,
+                            b: v + xi * cin * block, ldb: block, c: m + xi * cout * block, ldc: block)
+                    }
+                    grid.forSegments(of: tiles) { ty, tx, column in
+                        outputTransform(
+                            m, ty: ty, tx: tx, column: column, ld: block, oh: oh, ow: ow, into: output,
+                            scratch: rows.0)
                     }
                 }
             }
@@ -420,27 +413,20 @@ struct Winograd3x3: @unchecked Sendable {
                 yhat.deallocate()
             }
             let acc = partials + worker * size
-            grid.withWorkerScratch { rmap, cmap, rows in
-                let (rowsA, rowsB) = rows
-                do {
-                    for b in range {
-                        let t0 = b * block
-                        let n = min(block, tiles - t0)
-                        grid.forSegments(of: t0..<(t0 + n)) { ty, tx, column in
-                            inputTransform(
-                                input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block,
-                                into: v, scratch: (rowsA, rowsB))
-                            gradientTransform(
-                                dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: tx, column: column,
-                                ld: block, into: yhat, scratch: (rowsA, rowsB))
-                        }
-                        for xi in 0..<36 {
-                            BLAS.sgemm(
-                                m: cout, n: cin, k: n, a: yhat + xi * cout * block, lda: block,
-                                b: v + xi * cin * block, ldb: block, transposeB: true, c: acc + xi * cout * cin,
-                                ldc: cin, accumulate: b > range.lowerBound)
-                        }
-                    }
+            grid.forBlocks(range, of: block) { tiles, first, rmap, cmap, rows in
+                grid.forSegments(of: tiles) { ty, tx, column in
+                    inputTransform(
+                        input, rmap: rmap, cmap: cmap, ty: ty, tx: tx, column: column, ld: block, into: v,
+                        scratch: rows)
+                    gradientTransform(
+                        dY, channels: cout, oh: oh, ow: ow, ty: ty, tx: tx, column: column, ld: block, into: yhat,
+                        scratch: rows)
+                }
+                for xi in 0..<36 {
+                    BLAS.sgemm(
+                        m: cout, n: cin, k: tiles.count, a: yhat + xi * cout * block, lda: block,
+                        b: v + xi * cin * block, ldb: block, transposeB: true, c: acc + xi * cout * cin, ldc: cin,
+                        accumulate: !first)
                 }
             }
         }
@@ -593,6 +579,23 @@ struct TileGrid {
         compute.forSlices(tilesY) { _, rows in
             withWorkerScratch { rmap, cmap, scratch in
                 for ty in rows { body(ty, rmap, cmap, scratch) }
+            }
+        }
+    }
+
+    /// Runs `body(tiles, first, rowMap, colMap, scratch)` for the tile blocks `blocks`, `block` tiles each
+    /// (the last may be shorter), on one worker with its own row buffers; `first` for the range's first block.
+    func forBlocks(
+        _ blocks: Range<Int>, of block: Int,
+        _ body: (
+            Range<Int>, Bool, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>,
+            (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+        ) -> Void
+    ) {
+        withWorkerScratch { rmap, cmap, scratch in
+            for b in blocks {
+                let t0 = b * block
+                body(t0..<min(t0 + block, tiles), b == blocks.lowerBound, rmap, cmap, scratch)
             }
         }
     }
