@@ -29,7 +29,9 @@ let package = Package(
 
         // The one atomic file writer, output format and quality check every part shares.
         .target(name: "FileOutput"),
-        .target(name: "Tensor", swiftSettings: kernelFlags),
+        // Winograd's transforms in C, compiled for AVX-512, AVX2 and baseline x86-64; the CPU picks at load time.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Tensor", dependencies: ["CKernels"], swiftSettings: kernelFlags),
         .target(name: "CycleGAN", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .target(
             name: "Models",
@@ -77,7 +79,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "TensorTests", dependencies: ["Tensor", "Models"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels", "Models"]),
         .testTarget(name: "CycleGANTests", dependencies: ["CycleGAN", "Models", "Imaging"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "CycleGAN"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CycleGAN", "Models"]),

@@ -1,7 +1,10 @@
+import CKernels
 import Foundation
 
-// Winograd F(4×4, 3×3): the filter, input and output transforms with the forward and the weight
-// gradient that share them; they are one piece of arithmetic, kept in one file.
+// Winograd F(4×4, 3×3): the forward and the weight gradient, which share the tile geometry, the
+// blocking and the transforms. The transforms' loops are in C (Sources/CKernels/winograd.c), compiled
+// once per instruction set, so that an AVX2 or AVX-512 CPU runs them with its own vectors; this file
+// decides what runs where and on which thread.
 
 /// Stride-1 3×3 convolution by Winograd's minimal filtering F(4×4, 3×3)
 /// (Lavin & Gray 2015): each 4×4 output tile comes from a 6×6 input tile with
@@ -67,86 +70,23 @@ struct Winograd3x3: @unchecked Sendable {
     }
 
     /// U [36, Cout, Cin] = G g Gᵀ for every filter g: of `weight` [Cout, Cin, 3, 3], or with `flipped` of
-    /// `weight` [Cin, Cout, 3, 3] read as W'[co, ci, t] = W[ci, co, 8 − t].
+    /// `weight` [Cin, Cout, 3, 3] read as W'[co, ci, t] = W[ci, co, 8 − t]. Output channels in parallel.
     private static func transform(
         _ weight: UnsafePointer<Float>, outChannels: Int, inChannels cin: Int, flipped: Bool,
         into out: UnsafeMutablePointer<Float>, compute: Compute
     ) {
-        let pairs = outChannels * cin
         // Where tap t of filter (co, ci) sits: co·outStep + ci·inStep + t (or 8 − t when flipped).
         let (outStep, inStep) = flipped ? (9, 9 * outChannels) : (9 * cin, 9)
-        // U = G g Gᵀ for 8 input channels at a time (one per SIMD lane), output channels in parallel.
-        compute.forEach(outChannels) { co in
-            var ci = 0
-            while ci < cin {
-                let lanes = min(8, cin - ci)
-                let f = weight + co * outStep + ci * inStep
-                // w_k: tap k of the lanes' filters, one SIMD per tap.
-                @inline(__always) func tap(_ k: Int) -> SIMD8<Float> {
-                    let t = flipped ? 8 - k : k
-                    if lanes == 8 {
-                        return SIMD8(
-                            f[t], f[inStep + t], f[2 * inStep + t], f[3 * inStep + t], f[4 * inStep + t],
-                            f[5 * inStep + t], f[6 * inStep + t], f[7 * inStep + t])
-                    }
-                    var w = SIMD8<Float>()
-                    for l in 0..<lanes { w[l] = f[l * inStep + t] }
-                    return w
+        compute.forSlices(outChannels) { _, channels in
+            withScratch(ck_winograd_filter_scratch(Int32(cin))) { scratch in
+                for co in channels {
+                    winogradKernels.filter(
+                        weight + co * outStep, inStep, flipped ? 1 : 0, Int32(cin), outChannels * cin, out + co * cin,
+                        scratch)
                 }
-                let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (
-                    tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8)
-                )
-                // t = G·w (6×3), column by column ...
-                let t0 = Self.filterTransform(w0, w3, w6)
-                let t1 = Self.filterTransform(w1, w4, w7)
-                let t2 = Self.filterTransform(w2, w5, w8)
-                // ... then row i of U = G·(row i of t).
-                let base = out + co * cin + ci
-                func emit(_ i: Int, _ r: Six) {
-                    let row = UnsafeMutableRawPointer(base + i * 6 * pairs)
-                    let step = pairs * MemoryLayout<Float>.stride
-                    if lanes == 8 {
-                        row.storeBytes(of: r.0, as: SIMD8<Float>.self)
-                        (row + step).storeBytes(of: r.1, as: SIMD8<Float>.self)
-                        (row + 2 * step).storeBytes(of: r.2, as: SIMD8<Float>.self)
-                        (row + 3 * step).storeBytes(of: r.3, as: SIMD8<Float>.self)
-                        (row + 4 * step).storeBytes(of: r.4, as: SIMD8<Float>.self)
-                        (row + 5 * step).storeBytes(of: r.5, as: SIMD8<Float>.self)
-                        return
-                    }
-                    let dst = row.assumingMemoryBound(to: Float.self)
-                    for l in 0..<lanes {
-                        dst[l] = r.0[l]
-                        dst[pairs + l] = r.1[l]
-                        dst[2 * pairs + l] = r.2[l]
-                        dst[3 * pairs + l] = r.3[l]
-                        dst[4 * pairs + l] = r.4[l]
-                        dst[5 * pairs + l] = r.5[l]
-                    }
-                }
-                emit(0, Self.filterTransform(t0.0, t1.0, t2.0))
-                emit(1, Self.filterTransform(t0.1, t1.1, t2.1))
-                emit(2, Self.filterTransform(t0.2, t1.2, t2.2))
-                emit(3, Self.filterTransform(t0.3, t1.3, t2.3))
-                emit(4, Self.filterTransform(t0.4, t1.4, t2.4))
-                emit(5, Self.filterTransform(t0.5, t1.5, t2.5))
-                ci += lanes
             }
         }
     }
-
-    /// G·(a, b, c) for Winograd's G of F(4×4, 3×3):
-    /// (a/4, −(a+b+c)/6, −(a−b+c)/6, a/24 + b/12 + c/6, a/24 − b/12 + c/6, c).
-    @inline(__always)
-    private static func filterTransform(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) -> Six {
-        let ac = a + c
-        return (
-            a * 0.25, (ac + b) * (-1.0 / 6), (ac - b) * (-1.0 / 6),
-            a * (1.0 / 24) + b * (1.0 / 12) + c * (1.0 / 6), a * (1.0 / 24) - b * (1.0 / 12) + c * (1.0 / 6), c
-        )
-    }
-
-    private typealias Six = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
 
     /// Tiles per block: wide enough that the 36 GEMMs run near OpenBLAS' peak and
     /// the filters U (36·Cout·Cin floats, 9 MB at 256 channels) are read once per
@@ -203,7 +143,7 @@ struct Winograd3x3: @unchecked Sendable {
                     grid.forSegments(of: tiles) { ty, tx, column in
                         outputTransform(
                             m, ty: ty, tx: tx, column: column, ld: block, oh: oh, ow: ow, into: output,
-                            scratch: rows.0)
+                            scratch: rows)
                     }
                 }
             }
@@ -239,121 +179,32 @@ struct Winograd3x3: @unchecked Sendable {
         grid.forTileRows(compute: compute) { ty, _, _, scratch in
             outputTransform(
                 m, ty: ty, tx: 0..<tilesX, column: ty * tilesX, ld: tiles, oh: grid.outHeight, ow: grid.outWidth,
-                into: output, scratch: scratch.0)
+                into: output, scratch: scratch)
         }
     }
 
     /// V[ξ][ci][column + k] = (Bᵀ d B)[ξ] for the 6×6 input tile d of tile (ty, tx.lowerBound + k),
-    /// every channel ci. Bᵀ runs down the six padded rows of the tile row at once
-    /// (whole rows, so it vectorises); B then runs across each tile.
+    /// every channel ci.
     private static func inputTransform(
         _ input: Planes, rmap: UnsafeBufferPointer<Int32>, cmap: UnsafeBufferPointer<Int32>,
         ty: Int, tx: Range<Int>, column: Int, ld: Int, into v: UnsafeMutablePointer<Float>,
-        scratch: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+        scratch: UnsafeMutablePointer<Float>
     ) {
-        let inChannels = input.channels
-        let stride = inChannels * ld
-        let width = 4 * tx.count + 2
-        let q0 = 4 * tx.lowerBound
-        let (d, bt) = scratch
-        for ci in 0..<inChannels {
-            let plane = input.source + ci * input.channelStride
-            // d: the six padded rows of this tile row, columns q0 ..< q0 + width.
-            for i in 0..<6 {
-                let dst = d + i * width
-                let sy = Int(rmap[ty * 4 + i])
-                if sy < 0 {
-                    dst.update(repeating: 0, count: width)
-                    continue
-                }
-                let row = plane + sy * input.rowStride
-                for q in 0..<width {
-                    let sx = Int(cmap[q0 + q])
-                    dst[q] = sx < 0 ? 0 : row[sx]
-                }
-            }
-            // Bᵀ d, row by row.
-            let (d0, d1, d2, d3, d4, d5) = (d, d + width, d + 2 * width, d + 3 * width, d + 4 * width, d + 5 * width)
-            let (b0, b1, b2, b3, b4, b5) = (
-                bt, bt + width, bt + 2 * width, bt + 3 * width, bt + 4 * width, bt + 5 * width
-            )
-            for q in 0..<width {
-                b0[q] = 4 * d0[q] - 5 * d2[q] + d4[q]
-                b1[q] = -4 * (d1[q] + d2[q]) + d3[q] + d4[q]
-                b2[q] = 4 * (d1[q] - d2[q]) - d3[q] + d4[q]
-                b3[q] = -2 * d1[q] - d2[q] + 2 * d3[q] + d4[q]
-                b4[q] = 2 * d1[q] - d2[q] - 2 * d3[q] + d4[q]
-                b5[q] = 4 * d1[q] - 5 * d3[q] + d5[q]
-            }
-            // (Bᵀ d) B, tile by tile: tile k reads columns 4k ..< 4k + 6.
-            for i in 0..<6 {
-                let x = bt + i * width
-                let out = v + (i * 6) * stride + ci * ld + column
-                for k in 0..<tx.count {
-                    let x0 = x[4 * k]
-                    let x1 = x[4 * k + 1]
-                    let x2 = x[4 * k + 2]
-                    let x3 = x[4 * k + 3]
-                    let x4 = x[4 * k + 4]
-                    let x5 = x[4 * k + 5]
-                    out[k] = 4 * x0 - 5 * x2 + x4
-                    out[stride + k] = -4 * (x1 + x2) + x3 + x4
-                    out[2 * stride + k] = 4 * (x1 - x2) - x3 + x4
-                    out[3 * stride + k] = -2 * x1 - x2 + 2 * x3 + x4
-                    out[4 * stride + k] = 2 * x1 - x2 - 2 * x3 + x4
-                    out[5 * stride + k] = 4 * x1 - 5 * x3 + x5
-                }
-            }
-        }
+        winogradKernels.input(
+            input.source, Int32(input.channels), input.channelStride, input.rowStride, rmap.baseAddress! + 4 * ty,
+            cmap.baseAddress! + 4 * tx.lowerBound, Int32(tx.count), ld, v + column, scratch)
     }
 
-    /// Y = Aᵀ M A + bias for the tiles (ty, tx), written where they lie inside the
-    /// output. M A runs across the six products of each row of a tile and lays the
-    /// results out in image order; Aᵀ then combines six such rows at once.
+    /// Y = Aᵀ M A + bias for the tiles (ty, tx), written where they lie inside the output.
     private func outputTransform(
         _ m: UnsafeMutablePointer<Float>, ty: Int, tx: Range<Int>, column: Int, ld: Int, oh: Int, ow: Int,
         into output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
-        let stride = outChannels * ld
-        let n = tx.count
-        let width = 4 * n
         let x0 = 4 * tx.lowerBound
-        let validWidth = min(width, ow - x0)
-        let validRows = min(4, oh - 4 * ty)
-        for co in 0..<outChannels {
-            let b = bias?.data[co] ?? 0
-            // u[i][4k + j] = (M A)[i][j] of tile k.
-            for i in 0..<6 {
-                let row = m + (i * 6) * stride + co * ld + column
-                let u = scratch + i * width
-                for k in 0..<n {
-                    let m0 = row[k]
-                    let m1 = row[stride + k]
-                    let m2 = row[2 * stride + k]
-                    let m3 = row[3 * stride + k]
-                    let m4 = row[4 * stride + k]
-                    let m5 = row[5 * stride + k]
-                    u[4 * k] = m0 + m1 + m2 + m3 + m4
-                    u[4 * k + 1] = m1 - m2 + 2 * (m3 - m4)
-                    u[4 * k + 2] = m1 + m2 + 4 * (m3 + m4)
-                    u[4 * k + 3] = m1 - m2 + 8 * (m3 - m4) + m5
-                }
-            }
-            let (u0, u1, u2, u3, u4, u5) = (
-                scratch, scratch + width, scratch + 2 * width, scratch + 3 * width, scratch + 4 * width,
-                scratch + 5 * width
-            )
-            let plane = output + co * oh * ow + (4 * ty) * ow + x0
-            for r in 0..<validRows {
-                let dst = plane + r * ow
-                switch r {
-                case 0: for q in 0..<validWidth { dst[q] = u0[q] + u1[q] + u2[q] + u3[q] + u4[q] + b }
-                case 1: for q in 0..<validWidth { dst[q] = u1[q] - u2[q] + 2 * (u3[q] - u4[q]) + b }
-                case 2: for q in 0..<validWidth { dst[q] = u1[q] + u2[q] + 4 * (u3[q] + u4[q]) + b }
-                default: for q in 0..<validWidth { dst[q] = u1[q] - u2[q] + 8 * (u3[q] - u4[q]) + u5[q] + b }
-                }
-            }
-        }
+        winogradKernels.output(
+            m + column, Int32(outChannels), ld, Int32(tx.count), bias.map { UnsafePointer($0.data) },
+            output + 4 * ty * ow + x0, oh * ow, ow, Int32(min(4, oh - 4 * ty)), Int32(min(4 * tx.count, ow - x0)),
+            scratch)
     }
 
     // MARK: Weight gradient
@@ -430,104 +281,39 @@ struct Winograd3x3: @unchecked Sendable {
                 }
             }
         }
-        // dW[co, ci] += Gᵀ Ŵ G with Ŵ = Σ_worker Ŵ_worker (in worker order): Gᵀ down the six rows of ξ (6 → 3),
-        // then across (6 → 3), every ci at once.
-        let pairs = cout * cin
-        compute.forEach(cout) { co in
-            let t = UnsafeMutablePointer<Float>.allocate(capacity: 18 * cin)
-            defer { t.deallocate() }
-            for j in 0..<6 {
-                let z = (0..<6).map { i in UnsafePointer(partials + (6 * i + j) * pairs + co * cin) }
-                @inline(__always) func sum(_ i: Int, _ ci: Int) -> Float {
-                    var s = z[i][ci]
-                    for k in 1..<workers { s += z[i][k * size + ci] }
-                    return s
-                }
-                let (t0, t1, t2) = (t + j * cin, t + (6 + j) * cin, t + (12 + j) * cin)
-                for ci in 0..<cin {
-                    (t0[ci], t1[ci], t2[ci]) = Self.gradientOfFilterTransform(
-                        sum(0, ci), sum(1, ci), sum(2, ci), sum(3, ci), sum(4, ci), sum(5, ci))
-                }
-            }
-            let dst = dW + co * cin * 9
-            for r in 0..<3 {
-                let row = t + 6 * r * cin
-                for ci in 0..<cin {
-                    let (a, b, c) = Self.gradientOfFilterTransform(
-                        row[ci], row[cin + ci], row[2 * cin + ci], row[3 * cin + ci], row[4 * cin + ci],
-                        row[5 * cin + ci])
-                    dst[ci * 9 + 3 * r] += a
-                    dst[ci * 9 + 3 * r + 1] += b
-                    dst[ci * 9 + 3 * r + 2] += c
+        // dW[co, ci] += Gᵀ Ŵ G with Ŵ = Σ_worker Ŵ_worker (in worker order), every ci at once.
+        compute.forSlices(cout) { _, channels in
+            withScratch(ck_winograd_filter_gradient_scratch(Int32(cin))) { scratch in
+                for co in channels {
+                    winogradKernels.filter_gradient(
+                        partials + co * cin, cout * cin, size, Int32(workers), Int32(cin), dW + co * cin * 9, scratch)
                 }
             }
         }
-    }
-
-    /// Gᵀ·z: the adjoint of `filterTransform`, six transformed values back to three taps.
-    @inline(__always)
-    private static func gradientOfFilterTransform(
-        _ z0: Float, _ z1: Float, _ z2: Float, _ z3: Float, _ z4: Float, _ z5: Float
-    ) -> (Float, Float, Float) {
-        (
-            z0 * 0.25 - (z1 + z2) * (1.0 / 6) + (z3 + z4) * (1.0 / 24),
-            (z2 - z1) * (1.0 / 6) + (z3 - z4) * (1.0 / 12),
-            (z3 + z4 - z1 - z2) * (1.0 / 6) + z5
-        )
     }
 
     /// Ŷ[ξ][co][column + k] = (A dy Aᵀ)[ξ] for the 4×4 tile dy of dY at tile (ty, tx.lowerBound + k) (zero
-    /// past the output's edge). A = (Aᵀ)ᵀ, the adjoint of `outputTransform`'s Aᵀ: for a column y of four,
-    /// A y = (y0, y0+y1+y2+y3, y0−y1+y2−y3, y0+2y1+4y2+8y3, y0−2y1+4y2−8y3, y3). Down the rows first (whole
-    /// rows at once), then across each tile.
+    /// past the output's edge): the adjoint of `outputTransform`'s Aᵀ · Aᵀ.
     private static func gradientTransform(
         _ dY: UnsafePointer<Float>, channels: Int, oh: Int, ow: Int, ty: Int, tx: Range<Int>, column: Int, ld: Int,
-        into yhat: UnsafeMutablePointer<Float>, scratch: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+        into yhat: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
-        let stride = channels * ld
-        let width = 4 * tx.count
         let x0 = 4 * tx.lowerBound
-        let validWidth = min(width, ow - x0)
-        let validRows = min(4, oh - 4 * ty)
-        let (d, a) = scratch
-        for co in 0..<channels {
-            // d: the four rows of the tile row, zero past the edges.
-            for r in 0..<4 {
-                let dst = d + r * width
-                if r < validRows {
-                    dst.update(from: dY + (co * oh + 4 * ty + r) * ow + x0, count: validWidth)
-                    (dst + validWidth).update(repeating: 0, count: width - validWidth)
-                } else {
-                    dst.update(repeating: 0, count: width)
-                }
-            }
-            let (d0, d1, d2, d3) = (d, d + width, d + 2 * width, d + 3 * width)
-            for q in 0..<width {
-                a[q] = d0[q]
-                a[width + q] = d0[q] + d1[q] + d2[q] + d3[q]
-                a[2 * width + q] = d0[q] - d1[q] + d2[q] - d3[q]
-                a[3 * width + q] = d0[q] + 2 * d1[q] + 4 * d2[q] + 8 * d3[q]
-                a[4 * width + q] = d0[q] - 2 * d1[q] + 4 * d2[q] - 8 * d3[q]
-                a[5 * width + q] = d3[q]
-            }
-            for i in 0..<6 {
-                let x = a + i * width
-                let out = yhat + (i * 6) * stride + co * ld + column
-                for k in 0..<tx.count {
-                    let y0 = x[4 * k]
-                    let y1 = x[4 * k + 1]
-                    let y2 = x[4 * k + 2]
-                    let y3 = x[4 * k + 3]
-                    out[k] = y0
-                    out[stride + k] = y0 + y1 + y2 + y3
-                    out[2 * stride + k] = y0 - y1 + y2 - y3
-                    out[3 * stride + k] = y0 + 2 * y1 + 4 * y2 + 8 * y3
-                    out[4 * stride + k] = y0 - 2 * y1 + 4 * y2 - 8 * y3
-                    out[5 * stride + k] = y3
-                }
-            }
-        }
+        winogradKernels.gradient(
+            dY + 4 * ty * ow + x0, Int32(channels), oh * ow, ow, Int32(min(4, oh - 4 * ty)),
+            Int32(min(4 * tx.count, ow - x0)), Int32(tx.count), ld, yhat + column, scratch)
     }
+}
+
+/// The transforms (Sources/CKernels) for the fastest instruction set this CPU has, chosen once: immutable
+/// after, so shared by every thread.
+nonisolated(unsafe) let winogradKernels = ck_winograd_kernels_best().pointee
+
+/// Runs `body` with `count` floats of scratch, freed after it: one per worker, outside its loop.
+private func withScratch(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    defer { scratch.deallocate() }
+    body(scratch)
 }
 
 /// The 4×4 output tiles of a Winograd pass over an Ho×Wo output, and the 6×6 input tiles they
@@ -552,7 +338,11 @@ struct TileGrid {
     }
 
     var tiles: Int { tilesY * tilesX }
-    var rowScratch: Int { 6 * (4 * tilesX + 2) }
+    /// Floats of scratch a worker needs for any transform of a tile row (the input transform needs the most).
+    var rowScratch: Int {
+        let n = Int32(tilesX)
+        return max(ck_winograd_input_scratch(n), ck_winograd_output_scratch(n), ck_winograd_gradient_scratch(n))
+    }
 
     /// A block of tiles is a run in row-major order: runs `body(ty, tx, column)` for each of its
     /// tile-row segments, tiles (ty, tx) at columns column ..< column + tx.count of the block.
@@ -568,12 +358,12 @@ struct TileGrid {
     }
 
     /// Runs `body(ty, rowMap, colMap, scratch)` for every tile row, the rows shared out among the workers,
-    /// each with two row scratch buffers of its own.
+    /// each with a row scratch buffer of its own.
     func forTileRows(
         compute: Compute,
         _ body: (
             Int, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>,
-            (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+            UnsafeMutablePointer<Float>
         ) -> Void
     ) {
         compute.forSlices(tilesY) { _, rows in
@@ -584,12 +374,12 @@ struct TileGrid {
     }
 
     /// Runs `body(tiles, first, rowMap, colMap, scratch)` for the tile blocks `blocks`, `block` tiles each
-    /// (the last may be shorter), on one worker with its own row buffers; `first` for the range's first block.
+    /// (the last may be shorter), on one worker with its own row buffer; `first` for the range's first block.
     func forBlocks(
         _ blocks: Range<Int>, of block: Int,
         _ body: (
             Range<Int>, Bool, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>,
-            (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+            UnsafeMutablePointer<Float>
         ) -> Void
     ) {
         withWorkerScratch { rmap, cmap, scratch in
@@ -600,21 +390,17 @@ struct TileGrid {
         }
     }
 
-    /// Runs `body(rowMap, colMap, scratch)` with one worker's two row buffers of input tiles.
+    /// Runs `body(rowMap, colMap, scratch)` with one worker's row buffer for the transforms.
     func withWorkerScratch(
         _ body: (
             UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>,
-            (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+            UnsafeMutablePointer<Float>
         ) -> Void
     ) {
-        let rowsA = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-        let rowsB = UnsafeMutablePointer<Float>.allocate(capacity: rowScratch)
-        defer {
-            rowsA.deallocate()
-            rowsB.deallocate()
-        }
-        rowMap.withUnsafeBufferPointer { rmap in
-            colMap.withUnsafeBufferPointer { cmap in body(rmap, cmap, (rowsA, rowsB)) }
+        withScratch(rowScratch) { rows in
+            rowMap.withUnsafeBufferPointer { rmap in
+                colMap.withUnsafeBufferPointer { cmap in body(rmap, cmap, rows) }
+            }
         }
     }
 }
