@@ -933,6 +933,11 @@ SECTIONS = {
 TRAINING_SECTIONS = {"train", "learn"}
 
 
+# What keeps each side's kernels to AVX2 with FMA on a CPU that has AVX-512.
+AVX2_ONLY = {"CYCLEGAND_KERNELS": "avx2", "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}
+
+
 def machine_summary(ctx: Context) -> str:
     cpu = "unknown CPU"
     try:
@@ -950,7 +955,10 @@ def machine_summary(ctx: Context) -> str:
         ort_version = "not installed"
     return (
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {cpu}, {os.cpu_count()} cores; "
-        f"{ctx.threads} threads; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{ctx.threads} threads; "
+        + ("AVX2 only (" + ", ".join(f"{k}={v}" for k, v in AVX2_ONLY.items()) + "); "
+           if os.environ.get("CYCLEGAND_KERNELS") == "avx2" else "")
+        + f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"onnxruntime {ort_version}; weights {ctx.weights}"
     )
 
@@ -965,7 +973,12 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated, from: {', '.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--learn-iters", type=int, default=1000, help="training iterations of the learn section")
+    parser.add_argument("--isa", choices=["native", "avx2"], default="native",
+                        help="avx2: both sides keep off AVX-512 (cyclegand's kernels, OpenBLAS, ATen, oneDNN), to "
+                             "measure an AVX2-only CPU on an AVX-512 one")
     args = parser.parse_args()
+    # Before torch is imported here or in a child: each library reads its variable once.
+    os.environ.update(AVX2_ONLY if args.isa == "avx2" else {})
 
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SECTIONS]

@@ -3,12 +3,12 @@
 // Every loop runs over tiles (or input channels) with unit stride, so that the compiler vectorises it: the
 // 4·tiles columns of a tile row are kept "by phase", X[p][k] = column 4k + p, and the loops that read or write
 // image rows do the (de)interleaving. Each helper takes its arrays as restrict pointers, so that the compiler
-// knows the many planes it writes do not overlap.
+// knows the many planes it writes do not overlap. The kernels are bounded by memory more than by arithmetic:
+// V, M and Ŷ are 36 planes each, and U is 36 · Cout · Cin floats (9.4 MB at 256 channels).
 #include "ckernels.h"
 
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 // Everything below is inlined into each instruction set's copy of the kernels (the end of the file), and
 // compiled for it there.

@@ -80,7 +80,7 @@ struct Winograd3x3: @unchecked Sendable {
         compute.forSlices(outChannels) { _, channels in
             withScratch(ck_winograd_filter_scratch(Int32(cin))) { scratch in
                 for co in channels {
-                    winogradKernels.filter(
+                    transforms.filter(
                         weight + co * outStep, inStep, flipped ? 1 : 0, Int32(cin), outChannels * cin, out + co * cin,
                         scratch)
                 }
@@ -190,7 +190,7 @@ struct Winograd3x3: @unchecked Sendable {
         ty: Int, tx: Range<Int>, column: Int, ld: Int, into v: UnsafeMutablePointer<Float>,
         scratch: UnsafeMutablePointer<Float>
     ) {
-        winogradKernels.input(
+        transforms.input(
             input.source, Int32(input.channels), input.channelStride, input.rowStride, rmap.baseAddress! + 4 * ty,
             cmap.baseAddress! + 4 * tx.lowerBound, Int32(tx.count), ld, v + column, scratch)
     }
@@ -201,7 +201,7 @@ struct Winograd3x3: @unchecked Sendable {
         into output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
         let x0 = 4 * tx.lowerBound
-        winogradKernels.output(
+        transforms.output(
             m + column, Int32(outChannels), ld, Int32(tx.count), bias.map { UnsafePointer($0.data) },
             output + 4 * ty * ow + x0, oh * ow, ow, Int32(min(4, oh - 4 * ty)), Int32(min(4 * tx.count, ow - x0)),
             scratch)
@@ -285,7 +285,7 @@ struct Winograd3x3: @unchecked Sendable {
         compute.forSlices(cout) { _, channels in
             withScratch(ck_winograd_filter_gradient_scratch(Int32(cin))) { scratch in
                 for co in channels {
-                    winogradKernels.filter_gradient(
+                    transforms.filter_gradient(
                         partials + co * cin, cout * cin, size, Int32(workers), Int32(cin), dW + co * cin * 9, scratch)
                 }
             }
@@ -299,7 +299,7 @@ struct Winograd3x3: @unchecked Sendable {
         into yhat: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
         let x0 = 4 * tx.lowerBound
-        winogradKernels.gradient(
+        transforms.gradient(
             dY + 4 * ty * ow + x0, Int32(channels), oh * ow, ow, Int32(min(4, oh - 4 * ty)),
             Int32(min(4 * tx.count, ow - x0)), Int32(tx.count), ld, yhat + column, scratch)
     }
@@ -307,7 +307,12 @@ struct Winograd3x3: @unchecked Sendable {
 
 /// The transforms (Sources/CKernels) for the fastest instruction set this CPU has, chosen once: immutable
 /// after, so shared by every thread.
-nonisolated(unsafe) let winogradKernels = ck_winograd_kernels_best().pointee
+nonisolated(unsafe) let transforms = ck_winograd_kernels_best().pointee
+
+extension Compute {
+    /// The instruction set the Winograd transforms run with: "avx512", "avx2" or "baseline".
+    public static var winogradKernels: String { String(cString: transforms.name) }
+}
 
 /// Runs `body` with `count` floats of scratch, freed after it: one per worker, outside its loop.
 private func withScratch(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) {

@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Time the generator's forward pass in this process (used by `make bench`).",
         discussion: """
             Prints one JSON object per size: {"size", "mode", "seconds_median", "seconds_min", \
-            "seconds_total" (the --repeat runs end to end), "gflops", "threads", "blas_core"}. The model is loaded once; each size runs once to \
+            "seconds_total" (the --repeat runs end to end), "gflops", "threads", "blas_core", "kernels" (the instruction set of the Winograd transforms: avx512, avx2 or baseline; CYCLEGAND_KERNELS picks a slower one)}. The model is loaded once; each size runs once to \
             warm up, then --repeat times.
             """,
         shouldDisplay: false)
@@ -30,7 +30,12 @@ struct BenchCommand: ParsableCommand {
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let generator = try loadGenerator(weights: URL(fileURLWithPath: weights))
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
-        if !json { print(String(format: "loaded %@ in %.3f s (BLAS core %@)", weights, loadSeconds, Compute.blasCore)) }
+        if !json {
+            print(
+                String(
+                    format: "loaded %@ in %.3f s (BLAS core %@, %@ kernels)", weights, loadSeconds, Compute.blasCore,
+                    Compute.winogradKernels))
+        }
         for size in sizes.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
             let x = Tensor(shape: [1, 3, size, size])
             for i in 0..<x.count { x.data[i] = Float((i * 7919) % 255) / 127.5 - 1 }
@@ -53,6 +58,7 @@ struct BenchCommand: ParsableCommand {
                 "size": size, "mode": mode, "seconds_median": median, "seconds_min": times[0],
                 "seconds_total": times.reduce(0, +),
                 "gflops": 2 * macs / median / 1e9, "threads": compute.threads, "blas_core": Compute.blasCore,
+                "kernels": Compute.winogradKernels,
                 "load_seconds": loadSeconds,
             ]
             if json {

@@ -18,7 +18,7 @@ import Testing
     }
 
     @Test func theFastestSetThisCPURunsIsChosen() {
-        let chosen = String(cString: winogradKernels.name)
+        let chosen = Compute.winogradKernels
         let fastest = Self.names.last { ck_winograd_kernels_named($0) != nil }!
         // CYCLEGAND_KERNELS may ask for a slower set, to measure it.
         let asked = ProcessInfo.processInfo.environment["CYCLEGAND_KERNELS"].flatMap {
