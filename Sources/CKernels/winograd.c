@@ -104,23 +104,6 @@ INLINE void filter_gradient_body(
 
 // MARK: Input transform: V = Bᵀ d B
 
-// One row i of Bᵀ d for columns 4k + p (k < n, p < 4): the six padded rows d0 … d5 in image order, out[p][k]
-// by phase (ld n + 1 between phases).
-INLINE void bt_rows(
-    const float *restrict d0, const float *restrict d1, const float *restrict d2, const float *restrict d3,
-    const float *restrict d4, const float *restrict d5, float *restrict b0, float *restrict b1, float *restrict b2,
-    float *restrict b3, float *restrict b4, float *restrict b5, int columns) {
-    VECTOR8
-    for (int q = 0; q < columns; q++) {
-        b0[q] = 4 * d0[q] - 5 * d2[q] + d4[q];
-        b1[q] = -4 * (d1[q] + d2[q]) + d3[q] + d4[q];
-        b2[q] = 4 * (d1[q] - d2[q]) - d3[q] + d4[q];
-        b3[q] = -2 * d1[q] - d2[q] + 2 * d3[q] + d4[q];
-        b4[q] = 2 * d1[q] - d2[q] - 2 * d3[q] + d4[q];
-        b5[q] = 4 * d1[q] - 5 * d3[q] + d5[q];
-    }
-}
-
 // A row x in image order by phase: x_p[k] = x[4k + p] for k < n.
 INLINE void by_phase(
     const float *restrict x, float *restrict x0, float *restrict x1, float *restrict x2, float *restrict x3, int n) {
@@ -133,9 +116,10 @@ INLINE void by_phase(
     }
 }
 
-// (Bᵀ d) B across the tiles of one row i: the six positions (i, j) of tile k, from its columns x_p[k] =
-// x[4k + p], p < 6.
-INLINE void b_across(
+// (o0 … o5) = Bᵀ·(x0 … x5), element-wise: (4x0 − 5x2 + x4, −4(x1 + x2) + x3 + x4, 4(x1 − x2) − x3 + x4,
+// −2x1 − x2 + 2x3 + x4, 2x1 − x2 − 2x3 + x4, 4x1 − 5x3 + x5). Down the six padded rows of a tile row (image
+// order), then across the six columns of each tile (x_p[k] = column 4k + p).
+INLINE void bt_times(
     const float *restrict x0, const float *restrict x1, const float *restrict x2, const float *restrict x3,
     const float *restrict x4, const float *restrict x5, float *restrict o0, float *restrict o1, float *restrict o2,
     float *restrict o3, float *restrict o4, float *restrict o5, int n) {
@@ -158,7 +142,7 @@ INLINE void input_body(
     const long stride = (long)channels * ld;
     // d: the six padded rows in image order; b: the six rows of Bᵀ d (and two floats over, read and not
     // used); x: one row of it as its tiles' columns x_p[k] = b[4k + p], p < 6 (tiles overlap: columns 4 and 5
-    // of one are 0 and 1 of the next), each written whole so that b_across reads back exactly what was
+    // of one are 0 and 1 of the next), each written whole so that bt_times reads back exactly what was
     // stored (a load that straddles two stores waits for both), and two more, not used: by_phase splits four
     // at a time, since a loop that reads six columns of every four would leave a small row to scalar code.
     float *d = scratch, *b = scratch + 6 * width, *x = scratch + 12 * width + 2;
@@ -183,14 +167,14 @@ INLINE void input_body(
             memcpy(dst + lo, row + (lo < width ? cols[lo] : 0), (size_t)(hi - lo) * sizeof(float));
             for (int q = hi; q < width; q++) dst[q] = cols[q] < 0 ? 0 : row[cols[q]];
         }
-        bt_rows(d, d + width, d + 2 * width, d + 3 * width, d + 4 * width, d + 5 * width, b, b + width,
-                b + 2 * width, b + 3 * width, b + 4 * width, b + 5 * width, width);
+        bt_times(d, d + width, d + 2 * width, d + 3 * width, d + 4 * width, d + 5 * width, b, b + width,
+                 b + 2 * width, b + 3 * width, b + 4 * width, b + 5 * width, width);
         for (int i = 0; i < 6; i++) {
             const float *row = b + i * width;
             by_phase(row, x, x + phase, x + 2 * phase, x + 3 * phase, tiles);
             by_phase(row + 4, x + 4 * phase, x + 5 * phase, x + 6 * phase, x + 7 * phase, tiles);
             float *o = v + 6 * i * stride + c * ld;
-            b_across(x, x + phase, x + 2 * phase, x + 3 * phase, x + 4 * phase, x + 5 * phase, o, o + stride,
+            bt_times(x, x + phase, x + 2 * phase, x + 3 * phase, x + 4 * phase, x + 5 * phase, o, o + stride,
                      o + 2 * stride, o + 3 * stride, o + 4 * stride, o + 5 * stride, tiles);
         }
     }
@@ -258,24 +242,8 @@ INLINE void output_body(
 
 // MARK: Gradient transform: Ŷ = A dy Aᵀ
 
-// A y down the four rows d0 … d3 of the tiles, in image order: (y0, y0+y1+y2+y3, y0−y1+y2−y3,
-// y0+2y1+4y2+8y3, y0−2y1+4y2−8y3, y3) for each column.
-INLINE void a_down(
-    const float *restrict d0, const float *restrict d1, const float *restrict d2, const float *restrict d3,
-    float *restrict a0, float *restrict a1, float *restrict a2, float *restrict a3, float *restrict a4,
-    float *restrict a5, int columns) {
-    VECTOR8
-    for (int q = 0; q < columns; q++) {
-        a0[q] = d0[q];
-        a1[q] = d0[q] + d1[q] + d2[q] + d3[q];
-        a2[q] = d0[q] - d1[q] + d2[q] - d3[q];
-        a3[q] = d0[q] + 2 * d1[q] + 4 * d2[q] + 8 * d3[q];
-        a4[q] = d0[q] - 2 * d1[q] + 4 * d2[q] - 8 * d3[q];
-        a5[q] = d3[q];
-    }
-}
-
-// (A y) across the tiles of one row: from the four columns y_p[k] of tile k, its six positions.
+// (o0 … o5) = A·(y0 … y3), element-wise: (y0, y0+y1+y2+y3, y0−y1+y2−y3, y0+2y1+4y2+8y3, y0−2y1+4y2−8y3, y3).
+// Down the four rows of a tile row (image order), then across the four columns of each tile (by phase).
 INLINE void a_times(
     const float *restrict y0, const float *restrict y1, const float *restrict y2, const float *restrict y3,
     float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3, float *restrict o4,
@@ -305,8 +273,8 @@ INLINE void gradient_body(
             if (valid) memcpy(dst, dy + c * plane_stride + r * ow, (size_t)valid * sizeof(float));
             memset(dst + valid, 0, (size_t)(width - valid) * sizeof(float));
         }
-        a_down(d, d + width, d + 2 * width, d + 3 * width, a, a + width, a + 2 * width, a + 3 * width,
-               a + 4 * width, a + 5 * width, width);
+        a_times(d, d + width, d + 2 * width, d + 3 * width, a, a + width, a + 2 * width, a + 3 * width,
+                a + 4 * width, a + 5 * width, width);
         for (int i = 0; i < 6; i++) {
             by_phase(a + i * width, x, x + n, x + 2 * n, x + 3 * n, n);
             float *o = yhat + 6 * i * stride + c * ld;
