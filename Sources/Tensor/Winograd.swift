@@ -293,7 +293,7 @@ struct Winograd3x3: @unchecked Sendable {
     }
 
     /// Ŷ[ξ][co][column + k] = (A dy Aᵀ)[ξ] for the 4×4 tile dy of dY at tile (ty, tx.lowerBound + k) (zero
-    /// past the output's edge): the adjoint of `outputTransform`'s Aᵀ · Aᵀ.
+    /// past the output's edge): the adjoint of `outputTransform`'s Y = Aᵀ M A.
     private static func gradientTransform(
         _ dY: UnsafePointer<Float>, channels: Int, oh: Int, ow: Int, ty: Int, tx: Range<Int>, column: Int, ld: Int,
         into yhat: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
