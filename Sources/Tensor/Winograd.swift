@@ -305,9 +305,21 @@ struct Winograd3x3: @unchecked Sendable {
     }
 }
 
-/// The transforms (Sources/CKernels) for the fastest instruction set this CPU has, chosen once: immutable
-/// after, so shared by every thread.
-nonisolated(unsafe) let transforms = ck_winograd_kernels_best().pointee
+/// The transforms (Sources/CKernels) for the fastest instruction set this CPU has, or the one
+/// `CYCLEGAND_KERNELS` names, chosen once: immutable after, so shared by every thread. A name that cannot be
+/// honoured is said on standard error, once, rather than silently measuring the wrong kernels.
+nonisolated(unsafe) let transforms: ck_winograd_kernels = {
+    let chosen = ck_winograd_kernels_best().pointee
+    let name = String(cString: chosen.name)
+    if let wanted = ProcessInfo.processInfo.environment["CYCLEGAND_KERNELS"], !wanted.isEmpty, wanted != name {
+        let why =
+            ["avx512", "avx2", "baseline"].contains(wanted)
+            ? "this CPU cannot run it" : "the sets are avx512, avx2 and baseline"
+        FileHandle.standardError.write(
+            Data("cyclegand: CYCLEGAND_KERNELS=\(wanted) ignored (\(why)); using \(name)\n".utf8))
+    }
+    return chosen
+}()
 
 extension Compute {
     /// The instruction set the Winograd transforms run with: "avx512", "avx2" or "baseline".

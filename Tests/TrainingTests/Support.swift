@@ -38,22 +38,25 @@ let cyclegandBinary: String? = {
     return FileManager.default.isExecutableFile(atPath: beside) ? beside : nil
 }()
 
-/// Runs `cyclegand` with `arguments`; returns its exit status and what it printed.
+/// Runs `cyclegand` with `arguments` (and `environment` over this process' own); returns its exit status and
+/// what it printed.
 @discardableResult
-func cyclegand(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = try startCyclegand(arguments)
+func cyclegand(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    let process = try startCyclegand(arguments, environment: environment)
     let output = process.standardOutput as! Pipe
     let data = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-/// Starts `cyclegand` with `arguments`, standard output and error into one pipe.
-func startCyclegand(_ arguments: [String]) throws -> Process {
+/// Starts `cyclegand` with `arguments` (and `environment` over this process' own), standard output and error
+/// into one pipe.
+func startCyclegand(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
     guard let cyclegandBinary else { throw TestSupportError("no cyclegand binary beside the test bundle") }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: cyclegandBinary)
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
